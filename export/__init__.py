@@ -1,0 +1,1 @@
+"""Training side (torch): networks, DDIM math, training stages, ONNX export, TensorRT build."""

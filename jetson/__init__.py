@@ -1,0 +1,1 @@
+"""JetPack deployment helpers: engine build scripts, power logging, services."""

@@ -1,0 +1,64 @@
+"""The `rdec` console command: one parser, subcommands registered by each part of the package.
+
+Bad input never shows a traceback: every RdecError (and OS error on user files) becomes one line
+`rdec: error: ...` on stderr and a non-zero exit status. Modules that register subcommands import their
+heavy dependencies (torch, OpenCV) only inside the command that needs them.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from . import __version__
+from .errors import RdecError
+from .keys import write_key_file
+
+# Each module has `register(subparsers)` adding its commands with `set_defaults(func=...)`.
+COMMAND_MODULES = ("rdec.secure_jpeg.cli", "rdec.export.cli")
+
+EXIT_ERROR = 1
+EXIT_INTERRUPTED = 130
+
+
+def _keygen(args: argparse.Namespace) -> int:
+    write_key_file(args.keyfile, overwrite=args.force)
+    print(f"wrote a new 256-bit key to {args.keyfile} (mode 0600)", file=sys.stderr)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="rdec",
+        description="Protect camera images: JPEG-compatible ECEA encryption and reversed-diffusion codecs.",
+    )
+    parser.add_argument("--version", action="version", version=f"rdec {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    p = sub.add_parser("keygen", help="write a new 256-bit secret key file (mode 0600)",
+                       description="Write a new random 256-bit key to KEYFILE (mode 0600). The key is never printed.")
+    p.add_argument("keyfile", metavar="KEYFILE")
+    p.add_argument("--force", action="store_true", help="replace an existing key file")
+    p.set_defaults(func=_keygen)
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except RdecError as e:
+        print(f"rdec: error: {e}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        print("rdec: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except (OSError, MemoryError) as e:
+        print(f"rdec: error: {e}", file=sys.stderr)
+        return EXIT_ERROR
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,99 @@
+"""Atomic file writes and image loading shared by every CLI command."""
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from .errors import InputError
+
+
+def atomic_write(path: str | os.PathLike, data: bytes, mode: int | None = None) -> None:
+    """Write `data` to `path` through a temporary file in the same folder, then rename.
+
+    A crash or Ctrl-C leaves either the old file or the complete new one, never a half-written file.
+    """
+    path = Path(path)
+    parent = path.parent if str(path.parent) else Path(".")
+    if not parent.is_dir():
+        raise InputError(f"output folder does not exist: {parent}")
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=parent)
+    try:
+        if mode is not None:
+            os.fchmod(fd, mode)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+
+
+def read_bytes(path: str | os.PathLike) -> bytes:
+    """Read a whole input file, turning OS errors into a typed InputError."""
+    try:
+        return Path(path).read_bytes()
+    except FileNotFoundError:
+        raise InputError(f"no such file: {path}") from None
+    except IsADirectoryError:
+        raise InputError(f"is a folder, not a file: {path}") from None
+    except OSError as e:
+        raise InputError(f"cannot read {path}: {e.strerror}") from None
+
+
+def load_image(path: str | os.PathLike) -> np.ndarray:
+    """Load PNG/JPEG/BMP/TIFF (any format Pillow reads) as uint8 HxW (grayscale) or HxWx3 (RGB)."""
+    import io
+
+    from PIL import Image, UnidentifiedImageError
+
+    data = read_bytes(path)
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            im.load()
+            return image_to_array(im)
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
+        raise InputError(f"not a readable image: {path} ({e})") from None
+
+
+def image_to_array(im) -> np.ndarray:
+    """Pillow image -> uint8 array; grayscale stays 2-D (alpha dropped), everything else becomes RGB."""
+    if im.mode in ("L", "1", "LA"):
+        return np.asarray(im.convert("L"), dtype=np.uint8).copy()
+    if im.mode.startswith("I;16"):
+        return (np.asarray(im).astype(np.uint32) >> 8).astype(np.uint8)
+    if im.mode in ("I", "F"):
+        raise InputError(f"unsupported image mode {im.mode!r} (use 8- or 16-bit grayscale or colour)")
+    return np.asarray(im.convert("RGB"), dtype=np.uint8).copy()
+
+
+def encode_png(arr: np.ndarray) -> bytes:
+    """Losslessly encode a uint8 array as PNG bytes."""
+    import io
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(arr).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def save_image(path: str | os.PathLike, arr: np.ndarray) -> None:
+    """Save an array atomically; the format follows the suffix (PNG by default)."""
+    import io
+
+    from PIL import Image
+
+    fmt = {".png": "PNG", ".bmp": "BMP", ".tif": "TIFF", ".tiff": "TIFF"}.get(Path(path).suffix.lower())
+    if fmt is None:
+        raise InputError(f"output must be .png, .bmp or .tif(f) (lossless): {path}")
+    buf = io.BytesIO()
+    Image.fromarray(arr).save(buf, format=fmt)
+    atomic_write(path, buf.getvalue())

@@ -1,0 +1,151 @@
+"""Secret keys, per-message subkeys and keystream-driven permutations (DESIGN.md "Keys and containers").
+
+A key is 256 random bits in a file (hex text, mode 0600). Every image/frame gets a fresh random nonce;
+HKDF-SHA256(key, salt=nonce, info=purpose) gives independent per-purpose subkeys, and a ChaCha20
+keystream under a subkey drives unbiased Fisher-Yates permutations and per-block choices.
+The key itself is never printed, logged, or put into an exception message.
+"""
+from __future__ import annotations
+
+import hmac
+import os
+from pathlib import Path
+
+import numba
+import numpy as np
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+from .errors import InputError, KeyFileError
+from .fileio import atomic_write
+
+KEY_BYTES = 32
+NONCE_BYTES = 16
+_KEY_HEADER = "rdec-key-v1"
+
+
+def generate_key() -> bytes:
+    """A fresh 256-bit secret from the OS CSPRNG."""
+    return os.urandom(KEY_BYTES)
+
+
+def new_nonce() -> bytes:
+    """A fresh random 128-bit nonce (one per image or frame)."""
+    return os.urandom(NONCE_BYTES)
+
+
+def write_key_file(path: str | os.PathLike, key: bytes | None = None, overwrite: bool = False) -> None:
+    """Write a key file readable only by its owner (0600); refuse to replace an existing key."""
+    key = generate_key() if key is None else key
+    if len(key) != KEY_BYTES:
+        raise KeyFileError(f"a key must be {KEY_BYTES} bytes")
+    if Path(path).exists() and not overwrite:
+        raise KeyFileError(f"refusing to overwrite existing key file {path}")
+    atomic_write(path, f"{_KEY_HEADER}\n{key.hex()}\n".encode(), mode=0o600)
+
+
+def read_key_file(path: str | os.PathLike) -> bytes:
+    """Read a key file written by `write_key_file` (or 32 raw bytes); typed error otherwise."""
+    try:
+        data = Path(path).read_bytes()
+    except FileNotFoundError:
+        raise KeyFileError(f"no such key file: {path}") from None
+    except OSError as e:
+        raise KeyFileError(f"cannot read key file {path}: {e.strerror}") from None
+    if len(data) == KEY_BYTES and not data.startswith(_KEY_HEADER.encode()):
+        return data
+    try:
+        lines = data.decode("ascii").split()
+    except UnicodeDecodeError:
+        raise KeyFileError(f"not an rdec key file: {path}") from None
+    if len(lines) != 2 or lines[0] != _KEY_HEADER or len(lines[1]) != 2 * KEY_BYTES:
+        raise KeyFileError(f"not an rdec key file (expected '{_KEY_HEADER}' and 64 hex digits): {path}")
+    try:
+        return bytes.fromhex(lines[1])
+    except ValueError:
+        raise KeyFileError(f"not an rdec key file (bad hex digits): {path}") from None
+
+
+def check_key(key: bytes) -> bytes:
+    """Validate a key given through the Python API."""
+    if not isinstance(key, (bytes, bytearray)) or len(key) != KEY_BYTES:
+        raise KeyFileError(f"a key must be {KEY_BYTES} bytes")
+    return bytes(key)
+
+
+def check_nonce(nonce: bytes) -> bytes:
+    if not isinstance(nonce, (bytes, bytearray)) or len(nonce) != NONCE_BYTES:
+        raise InputError(f"a nonce must be {NONCE_BYTES} bytes")
+    return bytes(nonce)
+
+
+def subkey(key: bytes, nonce: bytes, purpose: str, length: int = 32) -> bytes:
+    """HKDF-SHA256(key, salt=nonce, info=purpose): independent keys for independent uses."""
+    return HKDF(algorithm=hashes.SHA256(), length=length, salt=nonce, info=purpose.encode()).derive(key)
+
+
+def hmac_sha256(key: bytes, *parts: bytes) -> bytes:
+    mac = hmac.new(key, digestmod="sha256")
+    for p in parts:
+        mac.update(p)
+    return mac.digest()
+
+
+def tags_equal(a: bytes, b: bytes) -> bool:
+    return hmac.compare_digest(a, b)
+
+
+class KeyStream:
+    """ChaCha20 keystream as a sequence of uint32 words; reading is sequential and reproducible."""
+
+    def __init__(self, key: bytes, nonce: bytes, purpose: str):
+        k = subkey(key, nonce, purpose)
+        # cryptography's ChaCha20 takes a 16-byte nonce (32-bit counter || 96-bit nonce); the subkey is
+        # already unique per (key, nonce, purpose), so a zero nonce is safe.
+        self._enc = Cipher(algorithms.ChaCha20(k, b"\x00" * 16), mode=None).encryptor()
+
+    def words(self, n: int) -> np.ndarray:
+        """The next `n` keystream words as uint32."""
+        return np.frombuffer(self._enc.update(b"\x00" * (4 * n)), dtype="<u4").astype(np.uint32)
+
+    def below(self, bounds: np.ndarray) -> np.ndarray:
+        """One unbiased uniform integer in [0, b) for each b in `bounds` (rejection sampling)."""
+        bounds = np.asarray(bounds, dtype=np.uint64)
+        out = np.empty(bounds.shape, dtype=np.int64)
+        todo = np.arange(bounds.size)
+        while todo.size:
+            w = self.words(todo.size).astype(np.uint64)
+            b = bounds.ravel()[todo]
+            limit = (np.uint64(1 << 32) // b) * b  # accept w < limit: then w % b is exactly uniform
+            ok = w < limit
+            out.ravel()[todo[ok]] = (w[ok] % b[ok]).astype(np.int64)
+            todo = todo[~ok]
+        return out
+
+    def permutation(self, n: int) -> np.ndarray:
+        """A uniformly random permutation of range(n) by Fisher-Yates."""
+        perm = np.arange(n, dtype=np.int64)
+        if n < 2:
+            return perm
+        j = self.below(np.arange(n, 1, -1))  # j_i in [0, n-i) for i = 0..n-2
+        return fisher_yates(perm, j)
+
+
+@numba.njit(cache=True)
+def fisher_yates(perm: np.ndarray, draws: np.ndarray) -> np.ndarray:
+    """Apply Fisher-Yates swaps in place: for i = n-1 .. 1 swap perm[i] with perm[draws[n-1-i]] (< i+1)."""
+    n = perm.size
+    for k in range(n - 1):
+        i = n - 1 - k
+        j = draws[k]
+        t = perm[i]
+        perm[i] = perm[j]
+        perm[j] = t
+    return perm
+
+
+def invert_permutation(perm: np.ndarray) -> np.ndarray:
+    inv = np.empty_like(perm)
+    inv[perm] = np.arange(perm.size, dtype=perm.dtype)
+    return inv
