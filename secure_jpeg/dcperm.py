@@ -1,0 +1,108 @@
+"""Stage 2 of ECEA: keyed permutation of DC code units inside runs of same-sign DC differences.
+
+Per component, and never across a restart marker, the DC differences split into maximal runs whose
+values are all negative or all non-negative. Inside such a run the running DC sum moves monotonically
+between the run's unchanged end points, so any order of its units keeps every DC value legal, and the
+sign pattern (hence the runs) is the same in the encrypted file, so the decryptor finds the same runs.
+Units keep their Huffman codes: the scan's bit length per restart interval is unchanged.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numba
+import numpy as np
+
+from rdec.runtime.keys import KeyStream
+
+from . import markers
+from .entropy import ScanUnits, analyze_scan, rewrite_scan
+
+
+@dataclass
+class Runs:
+    """Runs of one scan: block indices in component-then-decode order, and each run's start and length."""
+
+    order: np.ndarray
+    start: np.ndarray
+    length: np.ndarray
+
+
+def same_sign_runs(units: ScanUnits) -> Runs:
+    """Maximal runs of DC differences of one sign class (< 0 or >= 0), per component and restart interval."""
+    order = np.argsort(units.comp, kind="stable")
+    n = order.size
+    if n == 0:
+        return Runs(order, np.zeros(0, np.int64), np.zeros(0, np.int64))
+    comp, ivl, neg = units.comp[order], units.interval[order], units.diff[order] < 0
+    boundary = np.empty(n, dtype=bool)
+    boundary[0] = True
+    boundary[1:] = (comp[1:] != comp[:-1]) | (ivl[1:] != ivl[:-1]) | (neg[1:] != neg[:-1])
+    start = np.flatnonzero(boundary)
+    length = np.diff(np.append(start, n))
+    return Runs(order, start, length)
+
+
+def fisher_yates_bounds(lengths: np.ndarray) -> np.ndarray:
+    """Draw bounds L, L-1, ..., 2 for each run of length L >= 2, concatenated in run order."""
+    lengths = lengths[lengths >= 2]
+    counts = lengths - 1
+    first = np.repeat(np.cumsum(counts) - counts, counts)
+    return np.repeat(lengths, counts) - (np.arange(counts.sum()) - first)
+
+
+@numba.njit(cache=True)
+def _source_map(order, start, length, draws, inverse):
+    """Block k takes the DC unit of block src[k]: a keyed Fisher-Yates permutation inside every run."""
+    src = np.arange(order.size)
+    d = 0
+    for r in range(start.size):
+        n = length[r]
+        if n < 2:
+            continue
+        perm = np.arange(n)
+        for t in range(n - 1):
+            i = n - 1 - t
+            j = draws[d]
+            d += 1
+            tmp = perm[i]
+            perm[i] = perm[j]
+            perm[j] = tmp
+        base = start[r]
+        for i in range(n):
+            a = order[base + i]
+            b = order[base + perm[i]]
+            if inverse:
+                src[b] = a
+            else:
+                src[a] = b
+    return src
+
+
+def permute_dc(data: bytes | markers.JpegFile, key: bytes, nonce: bytes, inverse: bool = False) -> bytes:
+    """Permute (or, with inverse=True, restore) the DC units of every scan of a baseline JPEG."""
+    jpeg = data if isinstance(data, markers.JpegFile) else markers.parse(data)
+    stream = KeyStream(key, nonce, "ecea/stage2-dc")
+    pieces, cursor = [], 0
+    for scan in jpeg.scans:
+        units = analyze_scan(jpeg, scan)
+        runs = same_sign_runs(units)
+        draws = stream.below(fisher_yates_bounds(runs.length))
+        src = _source_map(runs.order, runs.start, runs.length, draws, inverse)
+        pieces += [jpeg.data[cursor:scan.data_start], rewrite_scan(units, src)]
+        cursor = scan.data_end
+    pieces.append(jpeg.data[cursor:])
+    return b"".join(pieces)
+
+
+def dc_values(units: ScanUnits) -> np.ndarray:
+    """Absolute DC value of every block (the prediction restarts per component at each restart interval)."""
+    runs = same_sign_runs(units)
+    comp, ivl = units.comp[runs.order], units.interval[runs.order]
+    diff = units.diff[runs.order]
+    group_start = np.flatnonzero(np.r_[True, (comp[1:] != comp[:-1]) | (ivl[1:] != ivl[:-1])])
+    csum = np.cumsum(diff)
+    offsets = np.repeat(csum[group_start] - diff[group_start], np.diff(np.append(group_start, diff.size)))
+    values = np.empty_like(diff)
+    values[runs.order] = csum - offsets
+    return values

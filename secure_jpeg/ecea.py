@@ -1,0 +1,98 @@
+"""ECEA end to end: stage-1 pixel blocks -> standard JPEG encoder -> stage-2 DC permutation -> rdec header.
+
+`encrypt`/`decrypt` work on arrays and bytes; `encrypt_jpeg`/`decrypt_to_jpeg` apply only the bitstream
+stage to an existing baseline JPEG (from any encoder) and give it back bit for bit.
+"""
+from __future__ import annotations
+
+import io
+
+import numpy as np
+from PIL import Image
+
+from rdec.runtime.errors import FormatError, InputError
+from rdec.runtime.keys import KeyStream, check_key, check_nonce, new_nonce
+
+from . import container
+from .blocks import BLOCK_SIZES, decrypt_blocks, encrypt_blocks
+from .dcperm import permute_dc
+from .markers import parse
+
+SUBSAMPLING = {"444": 0, "422": 1, "420": 2}
+DEFAULT_BLOCK = 16
+DEFAULT_QUALITY = 75
+DEFAULT_SUBSAMPLING = "420"
+
+
+def jpeg_encode(image: np.ndarray, quality: int = DEFAULT_QUALITY, subsampling: str = DEFAULT_SUBSAMPLING,
+                restart_interval: int = 0) -> bytes:
+    """Baseline JPEG with the standard encoder (Pillow / libjpeg-turbo), standard Huffman tables."""
+    if not isinstance(quality, (int, np.integer)) or not 1 <= quality <= 100:
+        raise InputError(f"quality must be an integer from 1 to 100, got {quality!r}")
+    if str(subsampling) not in SUBSAMPLING:
+        raise InputError(f"subsampling must be one of {', '.join(SUBSAMPLING)}, got {subsampling!r}")
+    if not isinstance(restart_interval, (int, np.integer)) or not 0 <= restart_interval <= 65535:
+        raise InputError(f"restart interval must be 0..65535 MCUs, got {restart_interval!r}")
+    kwargs = dict(quality=int(quality), subsampling=SUBSAMPLING[str(subsampling)], optimize=False, progressive=False)
+    if restart_interval:
+        kwargs["restart_marker_blocks"] = int(restart_interval)
+    buf = io.BytesIO()
+    Image.fromarray(image).save(buf, format="JPEG", **kwargs)
+    return buf.getvalue()
+
+
+def jpeg_decode(data: bytes) -> np.ndarray:
+    """Decode a JPEG to uint8 HxW or HxWx3 with Pillow; FormatError if it cannot be decoded."""
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            im.load()
+            if im.mode not in ("L", "RGB"):
+                im = im.convert("RGB")
+            return np.asarray(im)
+    except (OSError, ValueError, SyntaxError) as e:
+        raise FormatError(f"JPEG cannot be decoded: {e}") from None
+
+
+def encrypt(image: np.ndarray, key: bytes, block: int = DEFAULT_BLOCK, quality: int = DEFAULT_QUALITY,
+            subsampling: str = DEFAULT_SUBSAMPLING, restart_interval: int = 0, nonce: bytes | None = None) -> bytes:
+    """Encrypt an RGB or grayscale uint8 image into an ECE JPEG (bytes) that any JPEG viewer opens."""
+    key = check_key(key)
+    nonce = new_nonce() if nonce is None else check_nonce(nonce)
+    if block not in BLOCK_SIZES:
+        raise InputError(f"block size must be one of {BLOCK_SIZES}, got {block!r}")
+    scrambled = encrypt_blocks(image, KeyStream(key, nonce, "ecea/stage1"), block)
+    ec = jpeg_encode(scrambled, quality, subsampling, restart_interval)
+    ece = permute_dc(ec, key, nonce)
+    h, w = np.asarray(image).shape[:2]
+    channels = 1 if scrambled.ndim == 2 else 3
+    return container.seal(ece, container.Header(container.FLAG_STAGE1, block, channels, h, w, nonce), key)
+
+
+def decrypt_to_jpeg(data: bytes, key: bytes, verify: bool = True) -> tuple[container.Header, bytes]:
+    """Check the tag and restore the EC JPEG bit for bit (still stage-1 scrambled if the file has stage 1)."""
+    key = check_key(key)
+    header, ece = container.open_sealed(data, key, verify=verify)
+    return header, permute_dc(ece, key, header.nonce, inverse=True)
+
+
+def decrypt(data: bytes, key: bytes, verify: bool = True) -> np.ndarray:
+    """Decrypt an ECE JPEG (from `encrypt` or `encrypt_jpeg`) to the image (uint8 HxW or HxWx3)."""
+    header, ec = decrypt_to_jpeg(data, key, verify=verify)
+    pixels = jpeg_decode(ec)
+    if not header.stage1:
+        return pixels
+    if (pixels.ndim == 2) != (header.channels == 1):
+        raise FormatError("decoded image does not match the recorded channel count")
+    return decrypt_blocks(pixels, KeyStream(key, header.nonce, "ecea/stage1"), header.block,
+                          header.height, header.width)
+
+
+def encrypt_jpeg(jpeg: bytes, key: bytes, nonce: bytes | None = None) -> bytes:
+    """Stage 2 only: permute DC units of an existing baseline JPEG (no re-encoding, no quality loss)."""
+    key = check_key(key)
+    nonce = new_nonce() if nonce is None else check_nonce(nonce)
+    parsed = parse(jpeg)
+    ece = permute_dc(parsed, key, nonce)
+    frame = parsed.frame
+    channels = len(frame.components)
+    return container.seal(ece, container.Header(0, 0, channels, frame.height, frame.width, nonce), key)

@@ -1,0 +1,281 @@
+"""Baseline Huffman scan reader/writer: locate every block's DC code unit and re-emit the scan with DC units moved.
+
+The hot loops (unstuffing, Huffman decoding of every coefficient, bit-exact re-emission with byte
+stuffing) are numba-compiled: numba ships wheels for x86-64 and aarch64 (Jetson), and no JPEG library
+exposes code-unit positions, so this part is ours. Nothing is ever re-encoded: AC bits, padding bits,
+restart markers and fill bytes are copied verbatim, so moving no DC unit reproduces the scan bit for bit.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numba
+import numpy as np
+
+from rdec.runtime.errors import FormatError
+
+from .markers import Frame, HuffmanTable, JpegFile, Scan
+
+_ERRORS = {
+    -1: "invalid Huffman code",
+    -2: "DC difference category out of range",
+    -3: "more than 64 coefficients in a block",
+    -4: "entropy-coded data runs past its restart interval",
+    -5: "restart marker count does not match the image size",
+    -6: "bad byte sequence in entropy-coded data",
+}
+
+
+def huffman_lut(table: HuffmanTable) -> np.ndarray:
+    """16-bit peek -> (code length << 8) | symbol for a canonical Huffman code; 0 marks an invalid code."""
+    lut = np.zeros(1 << 16, dtype=np.int32)
+    code, k = 0, 0
+    for length in range(1, 17):
+        for _ in range(int(table.counts[length - 1])):
+            lo = code << (16 - length)
+            lut[lo: lo + (1 << (16 - length))] = (length << 8) | int(table.symbols[k])
+            code += 1
+            k += 1
+        code <<= 1
+    return lut
+
+
+def ac_skip_lut(table: HuffmanTable) -> np.ndarray:
+    """16-bit peek -> bits to skip (code + value bits) | coefficients advanced << 8 (0 = end of block)."""
+    lut = huffman_lut(table)
+    length, sym = lut >> 8, lut & 0xFF
+    run, size = sym >> 4, sym & 15
+    # As libjpeg: size 0 with run 15 is ZRL (16 zeros); size 0 with any other run ends the block.
+    adv = np.where(size > 0, run + 1, np.where(run == 15, 16, 0))
+    return np.where(length > 0, (length + size) | (adv << 8), 0).astype(np.int32)
+
+
+@dataclass
+class ScanLayout:
+    n_mcu: int
+    slot_comp: np.ndarray  # frame component index of each block slot in an MCU
+    slot_dc: np.ndarray  # DC table id of each slot
+    slot_ac: np.ndarray  # AC table id of each slot
+
+
+def scan_layout(frame: Frame, scan: Scan) -> ScanLayout:
+    """MCU count and block slots of a scan (interleaved: Hi*Vi blocks per component; else one block)."""
+    hmax, vmax = frame.hmax, frame.vmax
+    if len(scan.components) == 1:
+        ci, td, ta = scan.components[0]
+        c = frame.components[ci]
+        cw = -(-frame.width * c.h // hmax)
+        ch = -(-frame.height * c.v // vmax)
+        n_mcu = -(-cw // 8) * -(-ch // 8)
+        slots = [(ci, td, ta)]
+    else:
+        n_mcu = -(-frame.width // (8 * hmax)) * -(-frame.height // (8 * vmax))
+        slots = [(ci, td, ta) for ci, td, ta in scan.components
+                 for _ in range(frame.components[ci].h * frame.components[ci].v)]
+    arr = np.array(slots, dtype=np.int64)
+    return ScanLayout(n_mcu, arr[:, 0].copy(), arr[:, 1].copy(), arr[:, 2].copy())
+
+
+@numba.njit(cache=True)
+def _unstuff(seg):
+    """Remove byte stuffing and split at restart markers.
+
+    Returns (data, ivl_start, ivl_end, raw_start, raw_end, n_intervals, status): the unstuffed bytes
+    (4 zero bytes of slack at the end), each interval's byte range in them, and its raw byte range in
+    `seg` (separators, i.e. RST markers and fill bytes, lie between raw_end[i] and raw_start[i+1]).
+    """
+    n = seg.size
+    out = np.zeros(n + 4, dtype=np.uint8)
+    cap = n // 2 + 2
+    ivl_start = np.zeros(cap, dtype=np.int64)
+    ivl_end = np.zeros(cap, dtype=np.int64)
+    raw_start = np.zeros(cap, dtype=np.int64)
+    raw_end = np.zeros(cap, dtype=np.int64)
+    o = 0
+    k = 0
+    i = 0
+    while i < n:
+        b = seg[i]
+        if b != 0xFF:
+            out[o] = b
+            o += 1
+            i += 1
+            continue
+        j = i + 1
+        while j < n and seg[j] == 0xFF:
+            j += 1
+        if j >= n:
+            return out, ivl_start, ivl_end, raw_start, raw_end, 0, -6
+        m = seg[j]
+        if m == 0 and j == i + 1:
+            out[o] = 0xFF
+            o += 1
+            i = j + 1
+        elif 0xD0 <= m <= 0xD7:
+            ivl_end[k] = o
+            raw_end[k] = i
+            k += 1
+            ivl_start[k] = o
+            raw_start[k] = j + 1
+            i = j + 1
+        else:
+            return out, ivl_start, ivl_end, raw_start, raw_end, 0, -6
+    ivl_end[k] = o
+    raw_end[k] = n
+    return out, ivl_start, ivl_end, raw_start, raw_end, k + 1, 0
+
+
+@numba.njit(cache=True, inline="always")
+def _peek16(data, pos):
+    b = pos >> 3
+    w = (np.int64(data[b]) << 16) | (np.int64(data[b + 1]) << 8) | np.int64(data[b + 2])
+    return (w >> (8 - (pos & 7))) & 0xFFFF
+
+
+@numba.njit(cache=True)
+def _analyze(data, ivl_start, ivl_end, n_ivl, n_mcu, restart, slot_comp, slot_dc, slot_ac, dc_luts, ac_luts):
+    """Decode every block's Huffman codes; record each DC unit's bit position, length and difference value."""
+    bpm = slot_comp.size
+    nb = n_mcu * bpm
+    blk_pos = np.zeros(nb + 1, dtype=np.int64)
+    blk_len = np.zeros(nb, dtype=np.int64)
+    blk_diff = np.zeros(nb, dtype=np.int64)
+    blk_comp = np.zeros(nb, dtype=np.int64)
+    blk_ivl = np.zeros(nb, dtype=np.int64)
+    per = restart if restart > 0 else n_mcu
+    expected = (n_mcu + per - 1) // per
+    if n_ivl != expected:
+        return blk_pos, blk_len, blk_diff, blk_comp, blk_ivl, -5, 0
+    k = 0
+    for iv in range(n_ivl):
+        pos = ivl_start[iv] * 8
+        end = ivl_end[iv] * 8
+        m1 = min(n_mcu, (iv + 1) * per)
+        for m in range(iv * per, m1):
+            for j in range(bpm):
+                e = dc_luts[slot_dc[j], _peek16(data, pos)]
+                if e == 0:
+                    return blk_pos, blk_len, blk_diff, blk_comp, blk_ivl, -1, k
+                s = e & 0xFF
+                if s > 11:
+                    return blk_pos, blk_len, blk_diff, blk_comp, blk_ivl, -2, k
+                blk_pos[k] = pos
+                pos += e >> 8
+                diff = 0
+                if s > 0:
+                    v = _peek16(data, pos) >> (16 - s)
+                    diff = v if v >= (1 << (s - 1)) else v - (1 << s) + 1
+                    pos += s
+                blk_len[k] = pos - blk_pos[k]
+                blk_diff[k] = diff
+                blk_comp[k] = slot_comp[j]
+                blk_ivl[k] = iv
+                tab = slot_ac[j]
+                c = 1
+                while c < 64:
+                    e = ac_luts[tab, _peek16(data, pos)]
+                    if e == 0:
+                        return blk_pos, blk_len, blk_diff, blk_comp, blk_ivl, -1, k
+                    pos += e & 0xFF
+                    adv = e >> 8
+                    if adv == 0:
+                        break
+                    c += adv
+                if c > 64:
+                    return blk_pos, blk_len, blk_diff, blk_comp, blk_ivl, -3, k
+                if pos > end:
+                    return blk_pos, blk_len, blk_diff, blk_comp, blk_ivl, -4, k
+                k += 1
+    blk_pos[nb] = ivl_end[n_ivl - 1] * 8
+    return blk_pos, blk_len, blk_diff, blk_comp, blk_ivl, 0, k
+
+
+@numba.njit(cache=True)
+def _rewrite(data, seg, blk_pos, blk_len, blk_ivl, src, ivl_end, raw_start, raw_end, n_ivl):
+    """Re-emit the scan: block k gets the DC unit of block src[k] and keeps its own AC bits; re-stuff."""
+    out = np.empty(2 * seg.size + 16, dtype=np.uint8)
+    o = 0
+    acc = np.int64(0)
+    nacc = 0
+    nb = blk_len.size
+    k = 0
+    for iv in range(n_ivl):
+        while k < nb and blk_ivl[k] == iv:
+            s = src[k]
+            # the DC unit of block s, then block k's AC bits up to the next block (or the interval's end)
+            nxt = blk_pos[k + 1] if (k + 1 < nb and blk_ivl[k + 1] == iv) else ivl_end[iv] * 8
+            for part in range(2):
+                if part == 0:
+                    p, n = blk_pos[s], blk_len[s]
+                else:
+                    p, n = blk_pos[k] + blk_len[k], nxt - blk_pos[k] - blk_len[k]
+                while n > 0:
+                    c = 16 if n > 16 else n
+                    acc = (acc << c) | (_peek16(data, p) >> (16 - c))
+                    nacc += c
+                    p += c
+                    n -= c
+                    while nacc >= 8:
+                        nacc -= 8
+                        byte = (acc >> nacc) & 0xFF
+                        out[o] = byte
+                        o += 1
+                        if byte == 0xFF:
+                            out[o] = 0
+                            o += 1
+                    acc &= (np.int64(1) << nacc) - 1
+            k += 1
+        # separator (RST marker and any fill bytes) copied verbatim
+        if iv + 1 < n_ivl:
+            for q in range(raw_end[iv], raw_start[iv + 1]):
+                out[o] = seg[q]
+                o += 1
+    return out[:o], nacc
+
+
+@dataclass
+class ScanUnits:
+    """Where every block's DC unit lies in one scan, with what is needed to rewrite the scan."""
+
+    seg: np.ndarray
+    data: np.ndarray
+    ivl_end: np.ndarray
+    raw_start: np.ndarray
+    raw_end: np.ndarray
+    n_ivl: int
+    pos: np.ndarray  # bit position of each block's DC unit (one extra entry: the scan's end)
+    length: np.ndarray  # bits in each DC unit (Huffman code + value bits)
+    diff: np.ndarray  # DC difference of each block
+    comp: np.ndarray  # frame component index of each block
+    interval: np.ndarray  # restart interval of each block
+
+
+def analyze_scan(jpeg: JpegFile, scan: Scan) -> ScanUnits:
+    """Decode a scan's Huffman codes and locate every DC unit; FormatError if the data is corrupt."""
+    layout = scan_layout(jpeg.frame, scan)
+    seg = np.frombuffer(jpeg.data, dtype=np.uint8, count=scan.data_end - scan.data_start, offset=scan.data_start)
+    data, ivl_start, ivl_end, raw_start, raw_end, n_ivl, status = _unstuff(seg)
+    if status:
+        raise FormatError(f"corrupted JPEG: {_ERRORS[status]}")
+    dc_luts = np.zeros((4, 1 << 16), dtype=np.int32)
+    ac_luts = np.zeros((4, 1 << 16), dtype=np.int32)
+    for i, t in scan.dc_tables.items():
+        dc_luts[i] = huffman_lut(t)
+    for i, t in scan.ac_tables.items():
+        ac_luts[i] = ac_skip_lut(t)
+    pos, length, diff, comp, ivl, status, k = _analyze(
+        data, ivl_start, ivl_end, n_ivl, layout.n_mcu, scan.restart_interval,
+        layout.slot_comp, layout.slot_dc, layout.slot_ac, dc_luts, ac_luts)
+    if status:
+        raise FormatError(f"corrupted JPEG: {_ERRORS[status]} (block {k})")
+    return ScanUnits(seg, data, ivl_end[:n_ivl], raw_start[:n_ivl], raw_end[:n_ivl], n_ivl,
+                     pos, length, diff, comp, ivl)
+
+
+def rewrite_scan(units: ScanUnits, src: np.ndarray) -> bytes:
+    """The scan's entropy-coded bytes with block k carrying the DC unit of block src[k]."""
+    out, left = _rewrite(units.data, units.seg, units.pos, units.length, units.interval, src,
+                         units.ivl_end, units.raw_start, units.raw_end, units.n_ivl)
+    if left:
+        raise FormatError("internal error: a restart interval changed its bit length")
+    return out.tobytes()

@@ -1,0 +1,224 @@
+"""Baseline JPEG marker-level reader: segments, frame header, Huffman tables, restart interval, scans.
+
+Only what ECEA needs to walk the entropy-coded data of sequential Huffman JPEGs (SOF0/SOF1, 8-bit).
+Progressive, arithmetic-coded, lossless, hierarchical and 12-bit files are refused with UnsupportedError;
+anything malformed or truncated raises FormatError. Bytes outside the entropy-coded segments are never
+rewritten, so a file's headers survive encryption and decryption untouched.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from rdec.runtime.errors import FormatError, UnsupportedError
+
+SOI, EOI, SOS, DHT, DQT, DRI, DNL, DAC = 0xD8, 0xD9, 0xDA, 0xC4, 0xDB, 0xDD, 0xDC, 0xCC
+SOF_SEQUENTIAL = (0xC0, 0xC1)
+_UNSUPPORTED_SOF = {
+    0xC2: "progressive JPEG", 0xC3: "lossless JPEG", 0xC5: "hierarchical JPEG", 0xC6: "hierarchical JPEG",
+    0xC7: "hierarchical JPEG", 0xC9: "arithmetic-coded JPEG", 0xCA: "arithmetic-coded progressive JPEG",
+    0xCB: "arithmetic-coded lossless JPEG", 0xCD: "arithmetic-coded JPEG", 0xCE: "arithmetic-coded JPEG",
+    0xCF: "arithmetic-coded JPEG", 0xDE: "hierarchical JPEG", 0xDF: "hierarchical JPEG",
+    DAC: "arithmetic-coded JPEG", DNL: "JPEG with a DNL marker",
+}
+
+
+@dataclass
+class Component:
+    ident: int
+    h: int
+    v: int
+    tq: int
+
+
+@dataclass
+class Frame:
+    height: int
+    width: int
+    components: list[Component]
+
+    @property
+    def hmax(self) -> int:
+        return max(c.h for c in self.components)
+
+    @property
+    def vmax(self) -> int:
+        return max(c.v for c in self.components)
+
+
+@dataclass
+class HuffmanTable:
+    counts: np.ndarray  # BITS: number of codes of each length 1..16
+    symbols: np.ndarray  # HUFFVAL in code order
+
+
+@dataclass
+class Scan:
+    """One SOS: its components (frame indices with DC/AC table ids) and where its entropy data lies."""
+
+    components: list[tuple[int, int, int]]  # (frame component index, DC table id, AC table id)
+    data_start: int  # first byte of entropy-coded data (after the SOS header)
+    data_end: int  # the 0xFF that starts the marker ending the scan (RSTs are inside)
+    restart_interval: int
+    dc_tables: dict[int, HuffmanTable]
+    ac_tables: dict[int, HuffmanTable]
+
+
+@dataclass
+class JpegFile:
+    data: bytes
+    frame: Frame
+    scans: list[Scan]
+    segments: list[tuple[int, int, int]] = field(default_factory=list)  # (marker, offset of 0xFF, total length)
+
+
+def _u16(data: bytes, pos: int) -> int:
+    if pos + 2 > len(data):
+        raise FormatError("truncated JPEG (header cut off)")
+    return (data[pos] << 8) | data[pos + 1]
+
+
+def _parse_sof(body: bytes) -> Frame:
+    if len(body) < 6:
+        raise FormatError("corrupted JPEG: short frame header")
+    precision, height, width, n = body[0], (body[1] << 8) | body[2], (body[3] << 8) | body[4], body[5]
+    if precision != 8:
+        raise UnsupportedError(f"{precision}-bit JPEG is not supported (only 8-bit baseline)")
+    if height == 0:
+        raise UnsupportedError("JPEG with the height given by a DNL marker is not supported")
+    if width == 0 or n not in (1, 3, 4) or len(body) != 6 + 3 * n:
+        raise FormatError("corrupted JPEG: bad frame header")
+    comps = []
+    for i in range(n):
+        ident, hv, tq = body[6 + 3 * i: 9 + 3 * i]
+        h, v = hv >> 4, hv & 15
+        if not (1 <= h <= 4 and 1 <= v <= 4) or tq > 3:
+            raise FormatError("corrupted JPEG: bad component sampling factors")
+        comps.append(Component(ident, h, v, tq))
+    if sum(c.h * c.v for c in comps) > 10:
+        raise FormatError("corrupted JPEG: more than 10 blocks per MCU")
+    return Frame(height, width, comps)
+
+
+def _parse_dht(body: bytes, dc: dict, ac: dict) -> None:
+    pos = 0
+    while pos < len(body):
+        if pos + 17 > len(body):
+            raise FormatError("corrupted JPEG: short Huffman table")
+        tc, th = body[pos] >> 4, body[pos] & 15
+        if tc > 1 or th > 3:
+            raise FormatError("corrupted JPEG: bad Huffman table id")
+        counts = np.frombuffer(body, dtype=np.uint8, count=16, offset=pos + 1).astype(np.int32)
+        total = int(counts.sum())
+        if total == 0 or total > 256 or pos + 17 + total > len(body):
+            raise FormatError("corrupted JPEG: bad Huffman table size")
+        symbols = np.frombuffer(body, dtype=np.uint8, count=total, offset=pos + 17).astype(np.int32)
+        # Kraft check: a canonical code with these counts must exist.
+        room = 1
+        for n in counts:
+            room = 2 * room - int(n)
+            if room < 0:
+                raise FormatError("corrupted JPEG: Huffman table is not a prefix code")
+        (dc if tc == 0 else ac)[th] = HuffmanTable(counts, symbols)
+        pos += 17 + total
+
+
+def _find_scan_end(data: bytes, pos: int) -> int:
+    """Offset of the 0xFF (first of any fill bytes) of the first non-RST marker at or after pos."""
+    n = len(data)
+    while True:
+        i = data.find(b"\xff", pos)
+        if i < 0 or i + 1 >= n:
+            raise FormatError("truncated JPEG (entropy-coded data not terminated)")
+        j = i + 1
+        while j < n and data[j] == 0xFF:
+            j += 1
+        if j >= n:
+            raise FormatError("truncated JPEG (entropy-coded data not terminated)")
+        m = data[j]
+        if m == 0x00 or 0xD0 <= m <= 0xD7:
+            pos = j + 1
+            continue
+        return i
+
+
+def parse(data: bytes) -> JpegFile:
+    """Walk a JPEG's markers; raise FormatError/UnsupportedError on anything ECEA cannot process exactly."""
+    data = bytes(data)
+    if len(data) < 4 or data[0] != 0xFF or data[1] != SOI:
+        raise FormatError("not a JPEG file (no SOI marker)")
+    pos, frame, scans, segments = 2, None, [], []
+    dc_tables: dict[int, HuffmanTable] = {}
+    ac_tables: dict[int, HuffmanTable] = {}
+    restart = 0
+    while True:
+        if pos >= len(data):
+            raise FormatError("truncated JPEG (no EOI marker)")
+        if data[pos] != 0xFF:
+            raise FormatError(f"corrupted JPEG: expected a marker at byte {pos}")
+        start = pos
+        while pos < len(data) and data[pos] == 0xFF:
+            pos += 1
+        if pos >= len(data):
+            raise FormatError("truncated JPEG (no EOI marker)")
+        marker = data[pos]
+        pos += 1
+        if marker == EOI:
+            segments.append((marker, start, pos - start))
+            break
+        if marker in _UNSUPPORTED_SOF:
+            raise UnsupportedError(f"{_UNSUPPORTED_SOF[marker]} is not supported (only baseline sequential)")
+        if marker == SOI or 0xD0 <= marker <= 0xD7 or marker in (0x00, 0x01):
+            raise FormatError(f"corrupted JPEG: unexpected marker 0xFF{marker:02X} at byte {start}")
+        length = _u16(data, pos)
+        if length < 2 or pos + length > len(data):
+            raise FormatError("truncated JPEG (segment runs past the end of the file)")
+        body = data[pos + 2: pos + length]
+        pos += length
+        segments.append((marker, start, pos - start))
+        if marker in SOF_SEQUENTIAL:
+            if frame is not None:
+                raise FormatError("corrupted JPEG: two frame headers")
+            frame = _parse_sof(body)
+        elif marker == DHT:
+            _parse_dht(body, dc_tables, ac_tables)
+        elif marker == DRI:
+            if len(body) != 2:
+                raise FormatError("corrupted JPEG: bad DRI segment")
+            restart = (body[0] << 8) | body[1]
+        elif marker == SOS:
+            if frame is None:
+                raise FormatError("corrupted JPEG: scan before frame header")
+            scan = _parse_sos(body, frame, dc_tables, ac_tables, restart)
+            end = _find_scan_end(data, pos)
+            scan.data_start, scan.data_end = pos, end
+            scans.append(scan)
+            pos = end
+    if frame is None or not scans:
+        raise FormatError("corrupted JPEG: no frame or no scan")
+    return JpegFile(data, frame, scans, segments)
+
+
+def _parse_sos(body: bytes, frame: Frame, dc_tables: dict, ac_tables: dict, restart: int) -> Scan:
+    if not body:
+        raise FormatError("corrupted JPEG: empty scan header")
+    n = body[0]
+    if not 1 <= n <= 4 or len(body) != 4 + 2 * n:
+        raise FormatError("corrupted JPEG: bad scan header")
+    ids = [c.ident for c in frame.components]
+    comps = []
+    for i in range(n):
+        cid, tables = body[1 + 2 * i], body[2 + 2 * i]
+        if cid not in ids:
+            raise FormatError("corrupted JPEG: scan names an unknown component")
+        td, ta = tables >> 4, tables & 15
+        if td not in dc_tables or ta not in ac_tables:
+            raise FormatError("corrupted JPEG: scan uses an undefined Huffman table")
+        comps.append((ids.index(cid), td, ta))
+    ss, se, ahal = body[1 + 2 * n], body[2 + 2 * n], body[3 + 2 * n]
+    if ss != 0 or se != 63 or ahal != 0:
+        raise UnsupportedError("progressive scan parameters are not supported (only baseline sequential)")
+    if n > 1 and sum(frame.components[c].h * frame.components[c].v for c, _, _ in comps) > 10:
+        raise FormatError("corrupted JPEG: more than 10 blocks per MCU")
+    return Scan(comps, 0, 0, restart, dict(dc_tables), dict(ac_tables))
