@@ -104,23 +104,24 @@ class KeyStream:
         # cryptography's ChaCha20 takes a 16-byte nonce (32-bit counter || 96-bit nonce); the subkey is
         # already unique per (key, nonce, purpose), so a zero nonce is safe.
         self._enc = Cipher(algorithms.ChaCha20(k, b"\x00" * 16), mode=None).encryptor()
+        self._unread = np.zeros(0, dtype=np.uint32)
 
     def words(self, n: int) -> np.ndarray:
-        """The next `n` keystream words as uint32."""
-        return np.frombuffer(self._enc.update(b"\x00" * (4 * n)), dtype="<u4").astype(np.uint32)
+        """The next `n` keystream words as uint32 (words fetched but not consumed by `below` come first)."""
+        head, self._unread = self._unread[:n], self._unread[n:]
+        fresh = np.frombuffer(self._enc.update(bytes(4 * (n - head.size))), dtype="<u4").astype(np.uint32)
+        return np.concatenate([head, fresh]) if head.size else fresh
 
     def below(self, bounds: np.ndarray) -> np.ndarray:
-        """One unbiased uniform integer in [0, b) for each b in `bounds` (rejection sampling)."""
-        bounds = np.asarray(bounds, dtype=np.uint64)
-        out = np.empty(bounds.shape, dtype=np.int64)
-        todo = np.arange(bounds.size)
-        while todo.size:
-            w = self.words(todo.size).astype(np.uint64)
-            b = bounds.ravel()[todo]
-            limit = (np.uint64(1 << 32) // b) * b  # accept w < limit: then w % b is exactly uniform
-            ok = w < limit
-            out.ravel()[todo[ok]] = (w[ok] % b[ok]).astype(np.int64)
-            todo = todo[~ok]
+        """One unbiased uniform integer in [0, b) for each b in `bounds`, in order (rejection sampling)."""
+        bounds = np.ascontiguousarray(bounds, dtype=np.int64).ravel()
+        words = self.words(bounds.size + 16)
+        while True:
+            out, used = _draw_below(words, bounds)
+            if used >= 0:
+                break
+            words = np.concatenate([words, self.words(bounds.size // 8 + 64)])
+        self._unread = words[used:]
         return out
 
     def permutation(self, n: int) -> np.ndarray:
@@ -130,6 +131,29 @@ class KeyStream:
             return perm
         j = self.below(np.arange(n, 1, -1))  # j_i in [0, n-i) for i = 0..n-2
         return fisher_yates(perm, j)
+
+
+@numba.njit(cache=True)
+def _draw_below(words, bounds):
+    """Rejection sampling: accept a word w < floor(2^32 / b) * b, then w % b is exactly uniform.
+
+    Returns (draws, words used), or used = -1 if `words` ran out (the caller supplies more and retries;
+    the result depends only on the word sequence, so a retry gives the same draws).
+    """
+    out = np.empty(bounds.size, dtype=np.int64)
+    i = 0
+    for k in range(bounds.size):
+        b = bounds[k]
+        limit = (np.int64(1) << 32) // b * b
+        while True:
+            if i >= words.size:
+                return out, -1
+            w = np.int64(words[i])
+            i += 1
+            if w < limit:
+                out[k] = w % b
+                break
+    return out, i
 
 
 @numba.njit(cache=True)

@@ -14,7 +14,7 @@ import numba
 import numpy as np
 
 from rdec.runtime.errors import InputError
-from rdec.runtime.keys import KeyStream, fisher_yates
+from rdec.runtime.keys import KeyStream
 
 BLOCK_SIZES = (8, 16, 32)
 MCU = 16
@@ -54,7 +54,7 @@ def check_image(image: np.ndarray) -> np.ndarray:
 
 def block_key(stream: KeyStream, n_blocks: int, block: int, color: bool) -> BlockKey:
     """Draw every keyed choice from the keystream, in a fixed order."""
-    perm = fisher_yates(np.arange(n_blocks, dtype=np.int64), stream.below(np.arange(n_blocks, 1, -1)))
+    perm = stream.permutation(n_blocks)
     dihedral = stream.below(np.full(n_blocks, 8))
     negate = stream.below(np.full(n_blocks, 2))
     if color:
@@ -64,66 +64,102 @@ def block_key(stream: KeyStream, n_blocks: int, block: int, color: bool) -> Bloc
     return BlockKey(perm, dihedral, negate, channels)
 
 
+@numba.njit(cache=True, inline="always")
+def _dihedral(d, last):
+    """Source offset of output pixel (y, x) in its block: (py, px) = (a0 + ay*y + ax*x, b0 + by*y + bx*x)."""
+    f0, fs = (last, -1) if d >= 4 else (0, 1)  # mirror first: u = f0 + fs*x
+    r = d & 3
+    if r == 0:
+        return 0, 1, 0, f0, 0, fs
+    if r == 1:
+        return f0, 0, fs, last, -1, 0
+    if r == 2:
+        return last, -1, 0, last - f0, 0, -fs
+    return last - f0, 0, -fs, 0, 1, 0
+
+
 @numba.njit(cache=True)
-def _apply(src, dst, bs, perm, dihedral, negate, channels, inverse):
-    """Forward: dst block k = T_k(src block perm[k]); inverse: dst block perm[k] = T_k^-1(src block k)."""
-    bx = src.shape[1] // bs
-    nch = src.shape[2]
+def _apply(img, out, h, w, wp, bs, perm, dihedral, negate, channels, nch, inverse):
+    """Stage-1 kernel on flat pixel buffers, both directions in one place.
+
+    Forward: out (padded grid, row width wp) block k = T_k(img block perm[k]), reading the true-size img
+    (h x w) with edge clamping, so padding needs no extra pass. Inverse: out (true size) block perm[k] =
+    T_k^-1(img block k), writing only inside h x w. T_k: dihedral map, channel order, XOR 255 if negated.
+    """
+    bx = wp // bs
     last = bs - 1
+    rs_small = w * nch  # row stride of the true-size image
+    rs_grid = wp * nch  # row stride of the padded image
     for k in range(perm.size):
         ky, kx = (k // bx) * bs, (k % bx) * bs
         s = perm[k]
         sy, sx = (s // bx) * bs, (s % bx) * bs
-        d = dihedral[k]
-        neg = negate[k]
+        a0, ay, ax, b0, by, bxx = _dihedral(dihedral[k], last)
+        m = np.uint8(255) if negate[k] else np.uint8(0)
+        c0 = channels[k, 0]
+        c1 = channels[k, 1] if nch == 3 else 0
+        c2 = channels[k, 2] if nch == 3 else 0
+        inside = sy + bs <= h and sx + bs <= w
+        step = ax * rs_small + bxx * nch
         for y in range(bs):
-            for x in range(bs):
-                u = last - x if d >= 4 else x
-                r = d & 3
-                if r == 0:
-                    py, px = y, u
-                elif r == 1:
-                    py, px = u, last - y
-                elif r == 2:
-                    py, px = last - y, last - u
-                else:
-                    py, px = last - u, y
-                for c in range(nch):
-                    cc = channels[k, c]
+            py = sy + a0 + ay * y
+            px = sx + b0 + by * y
+            gp = (ky + y) * rs_grid + kx * nch
+            if inside:
+                sp = py * rs_small + px * nch
+                for x in range(bs):
                     if inverse:
-                        v = src[ky + y, kx + x, c]
-                        dst[sy + py, sx + px, cc] = 255 - v if neg else v
+                        out[sp + c0] = img[gp] ^ m
+                        if nch == 3:
+                            out[sp + c1] = img[gp + 1] ^ m
+                            out[sp + c2] = img[gp + 2] ^ m
                     else:
-                        v = src[sy + py, sx + px, cc]
-                        dst[ky + y, kx + x, c] = 255 - v if neg else v
+                        out[gp] = img[sp + c0] ^ m
+                        if nch == 3:
+                            out[gp + 1] = img[sp + c1] ^ m
+                            out[gp + 2] = img[sp + c2] ^ m
+                    gp += nch
+                    sp += step
+            else:
+                for x in range(bs):
+                    qy = py + ax * x
+                    qx = px + bxx * x
+                    if inverse:
+                        if qy < h and qx < w:
+                            sp = qy * rs_small + qx * nch
+                            for c in range(nch):
+                                out[sp + channels[k, c]] = img[gp + c] ^ m
+                    else:
+                        sp = min(qy, h - 1) * rs_small + min(qx, w - 1) * nch
+                        for c in range(nch):
+                            out[gp + c] = img[sp + channels[k, c]] ^ m
+                    gp += nch
 
 
-def _run(image: np.ndarray, stream: KeyStream, block: int, inverse: bool) -> np.ndarray:
+def _run(image: np.ndarray, stream: KeyStream, block: int, shape: tuple, inverse: bool) -> np.ndarray:
+    """Run the stage-1 kernel from `image` into a new array of `shape` (padded or true size)."""
     if block not in BLOCK_SIZES:
         raise InputError(f"block size must be one of {BLOCK_SIZES}, got {block}")
     gray = image.ndim == 2
     src = np.ascontiguousarray(image[:, :, None] if gray else image)
-    h, w = src.shape[:2]
-    n = (h // block) * (w // block)
-    key = block_key(stream, n, block, color=not gray)
-    dst = np.empty_like(src)
-    _apply(src, dst, block, key.perm, key.dihedral, key.negate, key.channels, inverse)
-    return dst[:, :, 0] if gray else dst
+    out = np.empty(shape + (src.shape[2],), dtype=np.uint8)
+    (hp, wp), (h, w) = (src.shape[:2], shape) if inverse else (shape, src.shape[:2])
+    key = block_key(stream, (hp // block) * (wp // block), block, color=not gray)
+    _apply(src.reshape(-1), out.reshape(-1), h, w, wp, block, key.perm, key.dihedral, key.negate,
+           key.channels, src.shape[2], inverse)
+    return out[:, :, 0] if gray else out
 
 
 def encrypt_blocks(image: np.ndarray, stream: KeyStream, block: int) -> np.ndarray:
-    """Pad to a multiple of max(block, 16) and scramble; the caller records the true size."""
+    """Scramble into an image padded (edge replication) to a multiple of max(block, 16); the caller
+    records the true size."""
     image = check_image(image)
-    ph, pw = padded_size(image.shape[0], image.shape[1], block)
-    pad = ((0, ph - image.shape[0]), (0, pw - image.shape[1])) + ((0, 0),) * (image.ndim - 2)
-    if ph != image.shape[0] or pw != image.shape[1]:
-        image = np.pad(image, pad, mode="edge")
-    return _run(image, stream, block, inverse=False)
+    return _run(image, stream, block, padded_size(image.shape[0], image.shape[1], block), inverse=False)
 
 
 def decrypt_blocks(image: np.ndarray, stream: KeyStream, block: int, height: int, width: int) -> np.ndarray:
-    """Undo `encrypt_blocks` on a (decoded) padded image and crop to the true size."""
+    """Undo `encrypt_blocks` on a (decoded) padded image, giving the true-size image."""
     image = check_image(image)
     if image.shape[:2] != padded_size(height, width, block):
         raise InputError("encrypted image size does not match its recorded size")
-    return _run(image, stream, block, inverse=True)[:height, :width]
+    return _run(image, stream, block, (height, width), inverse=True)

@@ -28,27 +28,46 @@ class Runs:
     length: np.ndarray
 
 
-def same_sign_runs(units: ScanUnits) -> Runs:
-    """Maximal runs of DC differences of one sign class (< 0 or >= 0), per component and restart interval."""
-    order = np.argsort(units.comp, kind="stable")
-    n = order.size
-    if n == 0:
-        return Runs(order, np.zeros(0, np.int64), np.zeros(0, np.int64))
-    comp, ivl, neg = units.comp[order], units.interval[order], units.diff[order] < 0
-    boundary = np.empty(n, dtype=bool)
-    boundary[0] = True
-    boundary[1:] = (comp[1:] != comp[:-1]) | (ivl[1:] != ivl[:-1]) | (neg[1:] != neg[:-1])
-    start = np.flatnonzero(boundary)
-    length = np.diff(np.append(start, n))
-    return Runs(order, start, length)
+@numba.njit(cache=True)
+def _runs(comp, ivl, diff):
+    """Order blocks by component (stable), then split into maximal same-class runs; also the draw bounds."""
+    n = comp.size
+    ncomp = comp.max() + 1 if n else 0
+    counts = np.zeros(ncomp + 1, dtype=np.int64)
+    for i in range(n):
+        counts[comp[i] + 1] += 1
+    fill = np.cumsum(counts)[:-1].copy()
+    order = np.empty(n, dtype=np.int64)
+    for i in range(n):
+        order[fill[comp[i]]] = i
+        fill[comp[i]] += 1
+    start = np.empty(n, dtype=np.int64)
+    length = np.empty(n, dtype=np.int64)
+    nruns = 0
+    for i in range(n):
+        b = order[i]
+        if i == 0 or comp[b] != comp[order[i - 1]] or ivl[b] != ivl[order[i - 1]] or \
+                (diff[b] < 0) != (diff[order[i - 1]] < 0):
+            start[nruns] = i
+            nruns += 1
+        length[nruns - 1] = i + 1 - start[nruns - 1]
+    ndraws = 0
+    for r in range(nruns):
+        ndraws += max(length[r] - 1, 0)
+    bounds = np.empty(ndraws, dtype=np.int64)
+    d = 0
+    for r in range(nruns):
+        for L in range(length[r], 1, -1):  # Fisher-Yates on a run of length L draws below L, L-1, ..., 2
+            bounds[d] = L
+            d += 1
+    return order, start[:nruns], length[:nruns], bounds
 
 
-def fisher_yates_bounds(lengths: np.ndarray) -> np.ndarray:
-    """Draw bounds L, L-1, ..., 2 for each run of length L >= 2, concatenated in run order."""
-    lengths = lengths[lengths >= 2]
-    counts = lengths - 1
-    first = np.repeat(np.cumsum(counts) - counts, counts)
-    return np.repeat(lengths, counts) - (np.arange(counts.sum()) - first)
+def same_sign_runs(units: ScanUnits) -> tuple[Runs, np.ndarray]:
+    """Maximal runs of DC differences of one sign class (< 0 or >= 0), per component and restart interval,
+    with the Fisher-Yates draw bounds of all runs."""
+    order, start, length, bounds = _runs(units.comp, units.interval, units.diff)
+    return Runs(order, start, length), bounds
 
 
 @numba.njit(cache=True)
@@ -86,8 +105,8 @@ def permute_dc(data: bytes | markers.JpegFile, key: bytes, nonce: bytes, inverse
     pieces, cursor = [], 0
     for scan in jpeg.scans:
         units = analyze_scan(jpeg, scan)
-        runs = same_sign_runs(units)
-        draws = stream.below(fisher_yates_bounds(runs.length))
+        runs, bounds = same_sign_runs(units)
+        draws = stream.below(bounds)
         src = _source_map(runs.order, runs.start, runs.length, draws, inverse)
         pieces += [jpeg.data[cursor:scan.data_start], rewrite_scan(units, src)]
         cursor = scan.data_end
@@ -97,7 +116,7 @@ def permute_dc(data: bytes | markers.JpegFile, key: bytes, nonce: bytes, inverse
 
 def dc_values(units: ScanUnits) -> np.ndarray:
     """Absolute DC value of every block (the prediction restarts per component at each restart interval)."""
-    runs = same_sign_runs(units)
+    runs, _ = same_sign_runs(units)
     comp, ivl = units.comp[runs.order], units.interval[runs.order]
     diff = units.diff[runs.order]
     group_start = np.flatnonzero(np.r_[True, (comp[1:] != comp[:-1]) | (ivl[1:] != ivl[:-1])])

@@ -7,6 +7,7 @@ restart markers and fill bytes are copied verbatim, so moving no DC unit reprodu
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numba
@@ -26,28 +27,52 @@ _ERRORS = {
 }
 
 
+FAST_BITS = 10
+
+
 def huffman_lut(table: HuffmanTable) -> np.ndarray:
     """16-bit peek -> (code length << 8) | symbol for a canonical Huffman code; 0 marks an invalid code."""
+    return _huffman_lut(table.counts.tobytes(), table.symbols.tobytes())
+
+
+@functools.lru_cache(maxsize=32)
+def _huffman_lut(counts: bytes, symbols: bytes) -> np.ndarray:
+    counts, symbols = np.frombuffer(counts, np.int32), np.frombuffer(symbols, np.int32)
     lut = np.zeros(1 << 16, dtype=np.int32)
     code, k = 0, 0
     for length in range(1, 17):
-        for _ in range(int(table.counts[length - 1])):
+        for _ in range(int(counts[length - 1])):
             lo = code << (16 - length)
-            lut[lo: lo + (1 << (16 - length))] = (length << 8) | int(table.symbols[k])
+            lut[lo: lo + (1 << (16 - length))] = (length << 8) | int(symbols[k])
             code += 1
             k += 1
         code <<= 1
+    lut.flags.writeable = False
     return lut
 
 
-def ac_skip_lut(table: HuffmanTable) -> np.ndarray:
-    """16-bit peek -> bits to skip (code + value bits) | coefficients advanced << 8 (0 = end of block)."""
-    lut = huffman_lut(table)
+@functools.lru_cache(maxsize=32)
+def _ac_skip_lut(counts: bytes, symbols: bytes) -> np.ndarray:
+    lut = _huffman_lut(counts, symbols)
     length, sym = lut >> 8, lut & 0xFF
     run, size = sym >> 4, sym & 15
     # As libjpeg: size 0 with run 15 is ZRL (16 zeros); size 0 with any other run ends the block.
     adv = np.where(size > 0, run + 1, np.where(run == 15, 16, 0))
-    return np.where(length > 0, (length + size) | (adv << 8), 0).astype(np.int32)
+    skip = np.where(length > 0, (length + size) | (adv << 8), 0).astype(np.int32)
+    skip.flags.writeable = False
+    return skip
+
+
+def ac_skip_lut(table: HuffmanTable) -> np.ndarray:
+    """16-bit peek -> bits to skip (code + value bits) | coefficients advanced << 8 (0 = end of block)."""
+    return _ac_skip_lut(table.counts.tobytes(), table.symbols.tobytes())
+
+
+def fast_lut(lut16: np.ndarray, code_length: np.ndarray) -> np.ndarray:
+    """The first-level table on the top FAST_BITS bits: entries of codes longer than that become 0
+    (look up the full 16-bit table then). Small enough to stay in L1 cache."""
+    idx = np.arange(1 << FAST_BITS) << (16 - FAST_BITS)
+    return np.where(code_length[idx] <= FAST_BITS, lut16[idx], 0).astype(np.int32)
 
 
 @dataclass
@@ -133,7 +158,8 @@ def _peek16(data, pos):
 
 
 @numba.njit(cache=True)
-def _analyze(data, ivl_start, ivl_end, n_ivl, n_mcu, restart, slot_comp, slot_dc, slot_ac, dc_luts, ac_luts):
+def _analyze(data, ivl_start, ivl_end, n_ivl, n_mcu, restart, slot_comp, slot_dc, slot_ac, dc_luts, ac_luts,
+             dc_fast, ac_fast):
     """Decode every block's Huffman codes; record each DC unit's bit position, length and difference value."""
     bpm = slot_comp.size
     nb = n_mcu * bpm
@@ -153,7 +179,10 @@ def _analyze(data, ivl_start, ivl_end, n_ivl, n_mcu, restart, slot_comp, slot_dc
         m1 = min(n_mcu, (iv + 1) * per)
         for m in range(iv * per, m1):
             for j in range(bpm):
-                e = dc_luts[slot_dc[j], _peek16(data, pos)]
+                p16 = _peek16(data, pos)
+                e = dc_fast[slot_dc[j], p16 >> (16 - FAST_BITS)]
+                if e == 0:
+                    e = dc_luts[slot_dc[j], p16]
                 if e == 0:
                     return blk_pos, blk_len, blk_diff, blk_comp, blk_ivl, -1, k
                 s = e & 0xFF
@@ -173,7 +202,10 @@ def _analyze(data, ivl_start, ivl_end, n_ivl, n_mcu, restart, slot_comp, slot_dc
                 tab = slot_ac[j]
                 c = 1
                 while c < 64:
-                    e = ac_luts[tab, _peek16(data, pos)]
+                    p16 = _peek16(data, pos)
+                    e = ac_fast[tab, p16 >> (16 - FAST_BITS)]
+                    if e == 0:
+                        e = ac_luts[tab, p16]
                     if e == 0:
                         return blk_pos, blk_len, blk_diff, blk_comp, blk_ivl, -1, k
                     pos += e & 0xFF
@@ -250,6 +282,13 @@ class ScanUnits:
     interval: np.ndarray  # restart interval of each block
 
 
+def _stack(tables: dict, size: int) -> np.ndarray:
+    out = np.zeros((4, size), dtype=np.int32)
+    for i, t in tables.items():
+        out[i] = t
+    return out
+
+
 def analyze_scan(jpeg: JpegFile, scan: Scan) -> ScanUnits:
     """Decode a scan's Huffman codes and locate every DC unit; FormatError if the data is corrupt."""
     layout = scan_layout(jpeg.frame, scan)
@@ -257,15 +296,15 @@ def analyze_scan(jpeg: JpegFile, scan: Scan) -> ScanUnits:
     data, ivl_start, ivl_end, raw_start, raw_end, n_ivl, status = _unstuff(seg)
     if status:
         raise FormatError(f"corrupted JPEG: {_ERRORS[status]}")
-    dc_luts = np.zeros((4, 1 << 16), dtype=np.int32)
-    ac_luts = np.zeros((4, 1 << 16), dtype=np.int32)
-    for i, t in scan.dc_tables.items():
-        dc_luts[i] = huffman_lut(t)
-    for i, t in scan.ac_tables.items():
-        ac_luts[i] = ac_skip_lut(t)
+    dc_luts, ac_luts = _stack({i: huffman_lut(t) for i, t in scan.dc_tables.items()}, 1 << 16), \
+        _stack({i: ac_skip_lut(t) for i, t in scan.ac_tables.items()}, 1 << 16)
+    dc_fast = _stack({i: fast_lut(huffman_lut(t), huffman_lut(t) >> 8) for i, t in scan.dc_tables.items()},
+                     1 << FAST_BITS)
+    ac_fast = _stack({i: fast_lut(ac_skip_lut(t), huffman_lut(t) >> 8) for i, t in scan.ac_tables.items()},
+                     1 << FAST_BITS)
     pos, length, diff, comp, ivl, status, k = _analyze(
         data, ivl_start, ivl_end, n_ivl, layout.n_mcu, scan.restart_interval,
-        layout.slot_comp, layout.slot_dc, layout.slot_ac, dc_luts, ac_luts)
+        layout.slot_comp, layout.slot_dc, layout.slot_ac, dc_luts, ac_luts, dc_fast, ac_fast)
     if status:
         raise FormatError(f"corrupted JPEG: {_ERRORS[status]} (block {k})")
     return ScanUnits(seg, data, ivl_end[:n_ivl], raw_start[:n_ivl], raw_end[:n_ivl], n_ivl,

@@ -1,0 +1,93 @@
+"""ECEA speed and memory, measured side by side in one run (medians; ratios are what the targets are on).
+
+Targets (issue 2): on a 1920x1080 photo, quality 75, 4:2:0, one thread, ECEA encrypt end to end at most
+1.5x a plain Pillow JPEG encode of the same frame, and ECEA decrypt at most 1.5x a plain Pillow decode.
+Also: frames per second at 640x480 and peak memory for a 3840x2160 frame.
+
+    python benchmarks/ecea_speed.py [--image PATH] [--repeats N]
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+import tracemalloc
+
+os.environ.setdefault("NUMBA_NUM_THREADS", "1")
+
+import numpy as np  # noqa: E402
+from PIL import Image  # noqa: E402
+
+from rdec.secure_jpeg import ecea  # noqa: E402
+
+DEFAULT_IMAGE = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data", "train", "w001.png")
+
+
+def frame(path: str, width: int, height: int) -> np.ndarray:
+    """The photo scaled to cover width x height, centre-cropped (a camera-like frame)."""
+    im = Image.open(path).convert("RGB")
+    s = max(width / im.width, height / im.height)
+    im = im.resize((max(width, round(im.width * s)), max(height, round(im.height * s))), Image.LANCZOS)
+    left, top = (im.width - width) // 2, (im.height - height) // 2
+    return np.asarray(im.crop((left, top, left + width, top + height)))
+
+
+def interleaved(fns: dict, repeats: int) -> dict:
+    """Run the candidates in turn, `repeats` rounds, so machine noise hits all of them alike; medians."""
+    times = {k: [] for k in fns}
+    for _ in range(repeats):
+        for k, fn in fns.items():
+            t = time.perf_counter()
+            fn()
+            times[k].append(time.perf_counter() - t)
+    return {k: statistics.median(v) for k, v in times.items()}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--image", default=DEFAULT_IMAGE, help="source photo (default: shared/data/train/w001.png)")
+    ap.add_argument("--repeats", type=int, default=30)
+    args = ap.parse_args()
+    if not os.path.exists(args.image):
+        print(f"benchmark image not found: {args.image} (pass --image)", file=sys.stderr)
+        return 1
+    key = os.urandom(32)
+    rows = []
+    for (w, h) in ((1920, 1080), (640, 480)):
+        img = frame(args.image, w, h)
+        ece = ecea.encrypt(img, key, quality=75, subsampling="420")  # also compiles the kernels
+        plain = ecea.jpeg_encode(img, 75, "420")
+        ecea.decrypt(ece, key)
+        med = interleaved({
+            "pillow_encode": lambda: ecea.jpeg_encode(img, 75, "420"),
+            "ecea_encrypt": lambda: ecea.encrypt(img, key, quality=75, subsampling="420"),
+            "pillow_decode": lambda: ecea.jpeg_decode(plain),
+            "ecea_decrypt": lambda: ecea.decrypt(ece, key),
+        }, args.repeats)
+        rows.append((w, h, med))
+        print(f"{w}x{h} q75 4:2:0 block 16, median of {args.repeats}:")
+        print(f"  Pillow encode {med['pillow_encode']*1e3:7.2f} ms   ECEA encrypt {med['ecea_encrypt']*1e3:7.2f} ms"
+              f"   ratio {med['ecea_encrypt']/med['pillow_encode']:.2f}x (target <= 1.5x)")
+        print(f"  Pillow decode {med['pillow_decode']*1e3:7.2f} ms   ECEA decrypt {med['ecea_decrypt']*1e3:7.2f} ms"
+              f"   ratio {med['ecea_decrypt']/med['pillow_decode']:.2f}x (target <= 1.5x)")
+        if (w, h) == (640, 480):
+            print(f"  640x480: ECEA encrypt {1/med['ecea_encrypt']:.0f} fps, decrypt {1/med['ecea_decrypt']:.0f} fps")
+    img = frame(args.image, 3840, 2160)
+    ecea.encrypt(img, key)
+    tracemalloc.start()
+    ece = ecea.encrypt(img, key, quality=75, subsampling="420")
+    _, peak_enc = tracemalloc.get_traced_memory()
+    tracemalloc.reset_peak()
+    ecea.decrypt(ece, key)
+    _, peak_dec = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    frame_mb = img.nbytes / 2**20
+    print(f"3840x2160 (frame {frame_mb:.1f} MiB): peak traced memory encrypt {peak_enc/2**20:.1f} MiB "
+          f"({peak_enc/img.nbytes:.1f}x frame), decrypt {peak_dec/2**20:.1f} MiB ({peak_dec/img.nbytes:.1f}x frame)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
