@@ -1,0 +1,130 @@
+"""Model and training configs read from TOML files (export/configs/*.toml), validated into dataclasses.
+
+A bad or incomplete file raises rdec.runtime.errors.InputError with the offending key, never a KeyError.
+"""
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+from rdec.runtime.errors import InputError
+
+from .networks import EncoderConfig, UNetConfig
+
+CONFIG_DIR = Path(__file__).resolve().parent / "configs"
+
+
+@dataclass(frozen=True)
+class DDIMConfig:
+    T: int = 1000
+    beta_start: float = 1e-4
+    beta_end: float = 0.02
+    steps: int = 20
+    refine: int = 4
+
+
+@dataclass(frozen=True)
+class StageConfig:
+    steps: int
+    batch: int
+    lr: float
+    warmup: int
+    ema: float
+    grad_clip: float
+    ckpt_every: int
+    log_every: int
+    seed: int
+    threads: int
+
+
+@dataclass(frozen=True)
+class Config:
+    name: str
+    ddim: DDIMConfig
+    encoder: EncoderConfig
+    unet: UNetConfig
+    stages: dict[int, StageConfig]
+    raw: dict   # the parsed TOML, stored with checkpoints and model files
+
+
+def _section(raw: dict, key: str, source: str) -> dict:
+    sec = raw.get(key)
+    if not isinstance(sec, dict):
+        raise InputError(f"config {source}: missing section [{key}]")
+    return sec
+
+
+def _build(cls, sec: dict, name: str, source: str, tuples=(), **extra):
+    import dataclasses
+
+    fields = {f.name for f in dataclasses.fields(cls)}
+    unknown = set(sec) - fields
+    if unknown:
+        raise InputError(f"config {source}: unknown key(s) in [{name}]: {', '.join(sorted(unknown))}")
+    kw = {k: (tuple(v) if k in tuples else v) for k, v in sec.items()}
+    kw.update(extra)
+    try:
+        obj = cls(**kw)
+    except TypeError as e:
+        raise InputError(f"config {source}: bad [{name}] section ({e})") from None
+    for f in dataclasses.fields(cls):
+        v = getattr(obj, f.name)
+        if f.name in tuples:
+            ok = isinstance(v, tuple) and all(isinstance(i, int) and i > 0 for i in v)
+        elif f.type in ("int", int):
+            ok = isinstance(v, int) and not isinstance(v, bool) and v >= 0
+        elif f.type in ("float", float):
+            ok = isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0
+        else:
+            ok = True
+        if not ok:
+            raise InputError(f"config {source}: bad value for {name}.{f.name}: {v!r}")
+    return obj
+
+
+def config_from_dict(raw: dict, source: str = "<dict>") -> Config:
+    """Validate a parsed TOML dict into a Config."""
+    enc_sec = _section(raw, "encoder", source)
+    enc = _build(EncoderConfig, enc_sec, "encoder", source, tuples=("mults",))
+    unet = _build(UNetConfig, _section(raw, "unet", source), "unet", source, tuples=("mults", "attn_res"),
+                  c_dim=enc.c_dim)
+    ddim = _build(DDIMConfig, _section(raw, "ddim", source), "ddim", source)
+    stages = {}
+    for s in (1, 2):
+        stages[s] = _build(StageConfig, _section(raw, f"stage{s}", source), f"stage{s}", source)
+        if stages[s].batch < 1 or stages[s].steps < 1 or stages[s].ckpt_every < 1 or stages[s].log_every < 1:
+            raise InputError(f"config {source}: stage{s} steps, batch, ckpt_every and log_every must be >= 1")
+    for c in (enc, unet):
+        if c.block % c.unshuffle or 64 % c.unshuffle:
+            raise InputError(f"config {source}: unshuffle must divide the 64-pixel block")
+        widths = [c.ch * m for m in c.mults] + [c.ch]
+        if any(w % c.groups for w in widths):
+            raise InputError(f"config {source}: groups={c.groups} must divide every channel width {widths}")
+    if unet.ch % 2:
+        raise InputError(f"config {source}: unet.ch must be even (sinusoidal time embedding)")
+    if (unet.block // unet.unshuffle) % (2 ** (len(unet.mults) - 1)):
+        raise InputError(f"config {source}: too many UNet levels for the block size")
+    if not 1 <= ddim.steps <= ddim.T:
+        raise InputError(f"config {source}: ddim.steps must be in 1..T")
+    if not 0 < ddim.beta_start < ddim.beta_end < 1:
+        raise InputError(f"config {source}: need 0 < beta_start < beta_end < 1")
+    return Config(name=str(raw.get("name", source)), ddim=ddim, encoder=enc, unet=unet, stages=stages, raw=raw)
+
+
+def load_config(path: str | Path) -> Config:
+    """Read and validate a TOML config file. A bare name like `small` means export/configs/small.toml."""
+    p = Path(path)
+    if not p.suffix and not p.exists():
+        p = CONFIG_DIR / f"{p.name}.toml"
+    try:
+        raw = tomllib.loads(p.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise InputError(f"no such config file: {path}") from None
+    except IsADirectoryError:
+        raise InputError(f"config is a folder, not a file: {path}") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+        raise InputError(f"config {path} is not valid TOML: {e}") from None
+    except OSError as e:
+        raise InputError(f"cannot read config {path}: {e.strerror}") from None
+    return config_from_dict(raw, str(path))

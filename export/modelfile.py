@@ -1,0 +1,95 @@
+"""Saving and loading checkpoints and trained model files (atomic writes, typed errors on bad files).
+
+A model folder holds `config.toml`-equivalent settings inside each file plus `outer.pt` (Enc + N_o EMA
+weights) and `inner.pt` (N_i EMA weights); export/default_model/ is one such folder.
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import torch
+
+from rdec.runtime.errors import FormatError, InputError
+
+from .config import Config, config_from_dict
+from .networks import CondUNet, OuterModel
+
+FORMAT = "rdec-diffusion-v1"
+DEFAULT_MODEL_DIR = Path(__file__).resolve().parent / "default_model"
+
+
+def atomic_torch_save(obj, path: str | Path) -> None:
+    """torch.save to a temporary file in the same folder, then os.replace (never a half-written file)."""
+    path = Path(path)
+    if not path.parent.is_dir():
+        raise InputError(f"output folder does not exist: {path.parent}")
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        torch.save(obj, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+
+
+def safe_load(path: str | Path) -> dict:
+    """torch.load with weights_only=True; missing or corrupt files become typed errors."""
+    p = Path(path)
+    if not p.is_file():
+        raise InputError(f"no such file: {path}")
+    try:
+        obj = torch.load(p, map_location="cpu", weights_only=True)
+    except Exception as e:  # torch raises many kinds (pickle, zip, runtime) for a corrupt file
+        raise FormatError(f"not a readable checkpoint: {path} ({type(e).__name__})") from None
+    if not isinstance(obj, dict) or obj.get("format") != FORMAT:
+        raise FormatError(f"not an rdec diffusion checkpoint: {path}")
+    return obj
+
+
+def save_model_file(path: str | Path, kind: str, cfg: Config, state_dict: dict, step: int, half: bool = False) -> None:
+    """Write one model file (`kind` = 'outer' or 'inner') with its config, EMA weights and training step."""
+    sd = {k: (v.detach().to("cpu").half() if half and v.is_floating_point() else v.detach().to("cpu").clone())
+          for k, v in state_dict.items()}
+    atomic_torch_save({"format": FORMAT, "kind": kind, "config": cfg.raw, "step": step, "state_dict": sd}, path)
+
+
+def _load_into(module: torch.nn.Module, sd: dict, path) -> None:
+    try:
+        module.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in sd.items()})
+    except (RuntimeError, AttributeError) as e:
+        raise FormatError(f"weights in {path} do not match their config ({str(e).splitlines()[0]})") from None
+
+
+def load_outer(path: str | Path) -> tuple[Config, OuterModel, int]:
+    """(config, Enc + N_o in eval mode, training step) from an `outer.pt` file."""
+    obj = safe_load(path)
+    if obj.get("kind") != "outer":
+        raise FormatError(f"{path} is not an outer (Enc + N_o) model file")
+    cfg = config_from_dict(obj["config"], str(path))
+    m = OuterModel(cfg.encoder, cfg.unet)
+    _load_into(m, obj["state_dict"], path)
+    return cfg, m.eval(), int(obj.get("step", 0))
+
+
+def load_inner(path: str | Path) -> tuple[Config, CondUNet, int]:
+    """(config, N_i in eval mode, training step) from an `inner.pt` file."""
+    obj = safe_load(path)
+    if obj.get("kind") != "inner":
+        raise FormatError(f"{path} is not an inner (N_i) model file")
+    cfg = config_from_dict(obj["config"], str(path))
+    m = CondUNet(cfg.unet)
+    _load_into(m, obj["state_dict"], path)
+    return cfg, m.eval(), int(obj.get("step", 0))
+
+
+def model_dir_files(model_dir: str | Path) -> tuple[Path, Path]:
+    d = Path(model_dir)
+    if not d.is_dir():
+        raise InputError(f"no such model folder: {model_dir}")
+    return d / "outer.pt", d / "inner.pt"

@@ -1,0 +1,93 @@
+"""DDIM math in numpy for the device side: the beta schedule, fixed timestep lists, and eta = 0 sampling
+and inversion (with fixed-point refinement) written as twins. The single source of the schedule math;
+the torch twin in rdec.export.ddim imports it. Never imports torch.
+
+Conventions (shared with the torch twin, eqs. 1-5 of the paper):
+- linear betas from `beta_start` to `beta_end` over T = 1000 training steps, abar_t = prod(1 - beta_s).
+- A run of S steps visits levels 0..S: level 0 is the clean block (abar = 1), level i > 0 is timestep
+  t_i = i * T / S - 1 (so level S is t = T - 1, the encrypted noise x_T).
+- One DDIM step between levels moves x with the eps predicted at a point:
+  x_to = sqrt(abar_to / abar_from) * x_from + (sqrt(1 - abar_to) - sqrt(abar_to (1 - abar_from) / abar_from)) * eps.
+  Sampling i -> i-1 uses eps(x_i, t_i, c). Plain inversion i-1 -> i uses eps(x_{i-1}, t_i, c); refinement
+  then solves x_i = inv(x_{i-1}, eps(x_i, t_i, c)) by fixed-point iteration, i.e. x_i such that one sampling
+  step from it returns x_{i-1} exactly. K = 0 is plain DDIM inversion. No x0 clipping anywhere.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+
+T_DEFAULT = 1000
+BETA_START = 1e-4
+BETA_END = 0.02
+
+
+def linear_betas(T: int = T_DEFAULT, beta_start: float = BETA_START, beta_end: float = BETA_END) -> np.ndarray:
+    """The DDPM linear beta schedule (float64)."""
+    if T < 1:
+        raise ValueError("T must be >= 1")
+    return np.linspace(beta_start, beta_end, T, dtype=np.float64)
+
+
+def alphas_cumprod(T: int = T_DEFAULT, beta_start: float = BETA_START, beta_end: float = BETA_END) -> np.ndarray:
+    """abar_t = prod_{s<=t} (1 - beta_s) for t = 0..T-1 (float64)."""
+    return np.cumprod(1.0 - linear_betas(T, beta_start, beta_end))
+
+
+def timesteps(steps: int, T: int = T_DEFAULT) -> np.ndarray:
+    """Fixed timestep list t_1..t_S (ascending, int64) for an S-step run: t_i = round(i * T / S) - 1."""
+    if not 1 <= steps <= T:
+        raise ValueError(f"steps must be in 1..{T}, got {steps}")
+    return (np.round(np.arange(1, steps + 1) * (T / steps)).astype(np.int64) - 1)
+
+
+def level_alphas(steps: int, T: int = T_DEFAULT, beta_start: float = BETA_START,
+                 beta_end: float = BETA_END) -> np.ndarray:
+    """abar at levels 0..S (level 0 = clean, abar = 1), float64, length S + 1."""
+    ab = alphas_cumprod(T, beta_start, beta_end)
+    return np.concatenate([[1.0], ab[timesteps(steps, T)]])
+
+
+def step_coeffs(abar_from: float, abar_to: float) -> tuple[float, float]:
+    """(a, b) with x_to = a * x_from + b * eps: the one DDIM (eta = 0) update, both directions."""
+    a = np.sqrt(abar_to / abar_from)
+    b = np.sqrt(1.0 - abar_to) - np.sqrt(abar_to * (1.0 - abar_from) / abar_from)
+    return float(a), float(b)
+
+
+EpsFn = Callable[[np.ndarray, int, np.ndarray], np.ndarray]
+
+
+def ddim_sample(eps_fn: EpsFn, x_T: np.ndarray, c: np.ndarray, steps: int, T: int = T_DEFAULT,
+                beta_start: float = BETA_START, beta_end: float = BETA_END) -> np.ndarray:
+    """Deterministic DDIM sampling from level S (x_T) down to level 0. eps_fn(x, t, c) -> eps."""
+    ts = timesteps(steps, T)
+    ab = level_alphas(steps, T, beta_start, beta_end)
+    x = x_T
+    for i in range(steps, 0, -1):
+        a, b = step_coeffs(ab[i], ab[i - 1])
+        x = a * x + b * eps_fn(x, int(ts[i - 1]), c)
+    return x
+
+
+def ddim_invert(eps_fn: EpsFn, x0: np.ndarray, c: np.ndarray, steps: int, refine: int = 0,
+                T: int = T_DEFAULT, beta_start: float = BETA_START, beta_end: float = BETA_END) -> np.ndarray:
+    """DDIM inversion from level 0 up to level S with `refine` fixed-point iterations per step.
+
+    Twin of `ddim_sample`: each refined step solves x_i = a * x_{i-1} + b * eps(x_i, t_i, c), so one sampling
+    step from x_i gives back x_{i-1}; refine = 0 is plain DDIM inversion (eps taken at x_{i-1}).
+    """
+    if refine < 0:
+        raise ValueError("refine must be >= 0")
+    ts = timesteps(steps, T)
+    ab = level_alphas(steps, T, beta_start, beta_end)
+    x = x0
+    for i in range(1, steps + 1):
+        t = int(ts[i - 1])
+        a, b = step_coeffs(ab[i - 1], ab[i])
+        x_prev = x
+        x = a * x_prev + b * eps_fn(x_prev, t, c)
+        for _ in range(refine):
+            x = a * x_prev + b * eps_fn(x, t, c)
+    return x
