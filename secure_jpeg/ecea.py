@@ -49,7 +49,7 @@ def jpeg_decode(data: bytes) -> np.ndarray:
             if im.mode not in ("L", "RGB"):
                 im = im.convert("RGB")
             return np.asarray(im)
-    except (OSError, ValueError, SyntaxError) as e:
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
         raise FormatError(f"JPEG cannot be decoded: {e}") from None
 
 
