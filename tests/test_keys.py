@@ -1,0 +1,74 @@
+import os
+import stat
+
+import numpy as np
+import pytest
+
+from rdec.runtime import keys
+from rdec.runtime.errors import InputError, KeyFileError
+
+
+def test_key_file_round_trip_and_mode(tmp_path):
+    path = tmp_path / "k.key"
+    keys.write_key_file(path)
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    key = keys.read_key_file(path)
+    assert len(key) == 32
+    with pytest.raises(KeyFileError):
+        keys.write_key_file(path)  # never overwrite a key silently
+    assert keys.read_key_file(path) == key
+
+
+@pytest.mark.parametrize("content", [b"", b"rdec-key-v1\nzz\n", b"hello world", b"rdec-key-v1\n" + b"0" * 63 + b"\n"])
+def test_bad_key_files(tmp_path, content):
+    path = tmp_path / "bad.key"
+    path.write_bytes(content)
+    with pytest.raises(KeyFileError):
+        keys.read_key_file(path)
+    with pytest.raises(KeyFileError):
+        keys.read_key_file(tmp_path / "missing.key")
+
+
+def test_subkeys_depend_on_key_nonce_and_purpose():
+    k, n = bytes(32), bytes(16)
+    base = keys.subkey(k, n, "a")
+    assert base != keys.subkey(k, n, "b")
+    assert base != keys.subkey(k, bytes(15) + b"\x01", "a")
+    assert base != keys.subkey(bytes(31) + b"\x01", n, "a")
+    assert base == keys.subkey(k, n, "a")
+
+
+def test_draws_are_in_range_and_reproducible():
+    bounds = np.array([1, 2, 3, 7, 1000, 2**31 + 1, 2**32 - 1] * 50)
+    a = keys.KeyStream(bytes(32), bytes(16), "t").below(bounds)
+    b = keys.KeyStream(bytes(32), bytes(16), "t").below(bounds)
+    assert (a == b).all() and (a >= 0).all() and (a < bounds).all()
+    # bounds near 2^32 reject about half the words: the retry path must still give the same draws
+    big = np.full(2000, 2**31 + 1)
+    s1, s2 = keys.KeyStream(bytes(32), bytes(16), "r"), keys.KeyStream(bytes(32), bytes(16), "r")
+    assert (s1.below(big) == np.concatenate([s2.below(big[:700]), s2.below(big[700:])])).all()
+
+
+def test_permutation_is_uniform():
+    """Chi-square over all 24 permutations of 4 elements (p > 1e-6 for a fair shuffle)."""
+    stream = keys.KeyStream(os.urandom(32), os.urandom(16), "perm")
+    counts = {}
+    n = 24000
+    for _ in range(n):
+        p = tuple(stream.permutation(4))
+        counts[p] = counts.get(p, 0) + 1
+    assert len(counts) == 24
+    expected = n / 24
+    chi2 = sum((c - expected) ** 2 / expected for c in counts.values())
+    assert chi2 < 70  # 23 degrees of freedom; 70 is far beyond the 1e-6 tail
+
+
+def test_invert_permutation():
+    p = keys.KeyStream(bytes(32), bytes(16), "x").permutation(50)
+    assert sorted(p) == list(range(50))
+    assert (p[keys.invert_permutation(p)] == np.arange(50)).all()
+
+
+def test_check_nonce():
+    with pytest.raises(InputError):
+        keys.check_nonce(b"short")
