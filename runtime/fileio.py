@@ -21,8 +21,7 @@ def atomic_write(path: str | os.PathLike, data: bytes, mode: int | None = None) 
         raise InputError(f"output folder does not exist: {parent}")
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=parent)
     try:
-        if mode is not None:
-            os.fchmod(fd, mode)
+        os.fchmod(fd, _default_mode() if mode is None else mode)
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
@@ -34,6 +33,13 @@ def atomic_write(path: str | os.PathLike, data: bytes, mode: int | None = None) 
         except FileNotFoundError:
             pass
         raise
+
+
+def _default_mode() -> int:
+    """What open() would give a new file: 0o666 minus the process umask (mkstemp itself uses 0o600)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
 
 
 def read_bytes(path: str | os.PathLike) -> bytes:

@@ -122,6 +122,15 @@ def _write_csv(path: Path, rows: list[dict]) -> None:
     atomic_write(path, buf.getvalue().encode())
 
 
+def _thumbnail(img: np.ndarray, size: int = 256) -> np.ndarray:
+    """Downscale for the figure (nearest neighbour keeps block edges crisp)."""
+    from PIL import Image
+
+    im = Image.fromarray(img)
+    im.thumbnail((size, size), Image.NEAREST)
+    return np.asarray(im)
+
+
 def _figure(path: Path, shown: dict[str, dict]) -> None:
     import matplotlib
 
@@ -134,7 +143,7 @@ def _figure(path: Path, shown: dict[str, dict]) -> None:
     for i, name in enumerate(names):
         for j, col in enumerate(cols):
             ax = axes[i, j]
-            img = shown[name][col]
+            img = _thumbnail(shown[name][col])
             ax.imshow(img, cmap="gray" if img.ndim == 2 else None, vmin=0, vmax=255)
             ax.set_xticks([])
             ax.set_yticks([])
@@ -144,9 +153,13 @@ def _figure(path: Path, shown: dict[str, dict]) -> None:
                 ax.set_ylabel(name, fontsize=10)
     fig.tight_layout()
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110)
+    fig.savefig(buf, format="png", dpi=72)
     plt.close(fig)
-    atomic_write(path, buf.getvalue())
+    from PIL import Image
+
+    rgb = io.BytesIO()
+    Image.open(buf).convert("RGB").save(rgb, format="PNG", optimize=True)  # no alpha: a smaller file
+    atomic_write(path, rgb.getvalue())
 
 
 def _fmt(v, digits=4) -> str:
