@@ -74,12 +74,14 @@ def same_sign_runs(units: ScanUnits) -> tuple[Runs, np.ndarray]:
 def _source_map(order, start, length, draws, inverse):
     """Block k takes the DC unit of block src[k]: a keyed Fisher-Yates permutation inside every run."""
     src = np.arange(order.size)
+    perm = np.empty(length.max() if length.size else 0, dtype=np.int64)
     d = 0
     for r in range(start.size):
         n = length[r]
         if n < 2:
             continue
-        perm = np.arange(n)
+        for i in range(n):
+            perm[i] = i
         for t in range(n - 1):
             i = n - 1 - t
             j = draws[d]

@@ -68,6 +68,37 @@ def ac_skip_lut(table: HuffmanTable) -> np.ndarray:
     return _ac_skip_lut(table.counts.tobytes(), table.symbols.tobytes())
 
 
+MULTI_BITS = 12
+
+
+@functools.lru_cache(maxsize=32)
+def _ac_multi_lut(counts: bytes, symbols: bytes) -> np.ndarray:
+    skip = _ac_skip_lut(counts, symbols).astype(np.int64)
+    v = np.arange(1 << MULTI_BITS, dtype=np.int64)
+    pos = np.zeros_like(v)
+    adv = np.zeros_like(v)
+    eob = np.zeros(v.size, dtype=bool)
+    done = np.zeros(v.size, dtype=bool)
+    while not done.all():
+        e = skip[((v << (16 - MULTI_BITS)) << pos) & 0xFFFF]  # window from bit `pos`, zeros after it
+        total, a = e & 0xFF, e >> 8
+        fits = ~done & (e != 0) & (pos + total <= MULTI_BITS)
+        pos[fits] += total[fits]
+        adv[fits] += a[fits]
+        eob |= fits & (a == 0)
+        done |= ~fits | eob
+    multi = np.where(pos > 0, pos | (adv << 8) | (eob.astype(np.int64) << 16), 0).astype(np.int32)
+    multi.flags.writeable = False
+    return multi
+
+
+def ac_multi_lut(table: HuffmanTable) -> np.ndarray:
+    """MULTI_BITS-bit window -> every whole AC symbol (code + value bits) inside it, up to and including an
+    end of block: bits used | coefficients advanced << 8 | end-of-block << 16; 0 if no whole symbol fits.
+    Decoding two or three symbols per lookup is what makes the scan reader fast."""
+    return _ac_multi_lut(table.counts.tobytes(), table.symbols.tobytes())
+
+
 def fast_lut(lut16: np.ndarray, code_length: np.ndarray) -> np.ndarray:
     """The first-level table on the top FAST_BITS bits: entries of codes longer than that become 0
     (look up the full 16-bit table then). Small enough to stay in L1 cache."""
@@ -106,11 +137,11 @@ def _unstuff(seg):
     """Remove byte stuffing and split at restart markers.
 
     Returns (data, ivl_start, ivl_end, raw_start, raw_end, n_intervals, status): the unstuffed bytes
-    (4 zero bytes of slack at the end), each interval's byte range in them, and its raw byte range in
+    (16 zero bytes of slack at the end), each interval's byte range in them, and its raw byte range in
     `seg` (separators, i.e. RST markers and fill bytes, lie between raw_end[i] and raw_start[i+1]).
     """
     n = seg.size
-    out = np.zeros(n + 4, dtype=np.uint8)
+    out = np.zeros(n + 16, dtype=np.uint8)
     cap = n // 2 + 2
     ivl_start = np.zeros(cap, dtype=np.int64)
     ivl_end = np.zeros(cap, dtype=np.int64)
@@ -157,9 +188,17 @@ def _peek16(data, pos):
     return (w >> (8 - (pos & 7))) & 0xFFFF
 
 
+@numba.njit(cache=True, inline="always")
+def _peek32(data, pos):
+    b = pos >> 3
+    w = (np.int64(data[b]) << 32) | (np.int64(data[b + 1]) << 24) | (np.int64(data[b + 2]) << 16) | \
+        (np.int64(data[b + 3]) << 8) | np.int64(data[b + 4])
+    return (w >> (8 - (pos & 7))) & 0xFFFFFFFF
+
+
 @numba.njit(cache=True)
 def _analyze(data, ivl_start, ivl_end, n_ivl, n_mcu, restart, slot_comp, slot_dc, slot_ac, dc_luts, ac_luts,
-             dc_fast, ac_fast):
+             dc_fast, ac_multi):
     """Decode every block's Huffman codes; record each DC unit's bit position, length and difference value."""
     bpm = slot_comp.size
     nb = n_mcu * bpm
@@ -174,12 +213,23 @@ def _analyze(data, ivl_start, ivl_end, n_ivl, n_mcu, restart, slot_comp, slot_dc
         return blk_pos, blk_len, blk_diff, blk_comp, blk_ivl, -5, 0
     k = 0
     for iv in range(n_ivl):
-        pos = ivl_start[iv] * 8
+        # bit buffer: `acc` holds the next `nbits` bits (low bits); byte `b` is the next to load
+        b = ivl_start[iv]
+        acc = np.int64(0)
+        nbits = 0
         end = ivl_end[iv] * 8
+        limit = ivl_end[iv] + 8  # legal decoding never looks further ahead (the buffer has 16 bytes of slack)
         m1 = min(n_mcu, (iv + 1) * per)
         for m in range(iv * per, m1):
             for j in range(bpm):
-                p16 = _peek16(data, pos)
+                if nbits < 32:
+                    if b + 4 > limit:
+                        return blk_pos, blk_len, blk_diff, blk_comp, blk_ivl, -4, k
+                    acc = ((acc & ((np.int64(1) << nbits) - 1)) << 32) | (np.int64(data[b]) << 24) | \
+                        (np.int64(data[b + 1]) << 16) | (np.int64(data[b + 2]) << 8) | np.int64(data[b + 3])
+                    b += 4
+                    nbits += 32
+                p16 = (acc >> (nbits - 16)) & 0xFFFF
                 e = dc_fast[slot_dc[j], p16 >> (16 - FAST_BITS)]
                 if e == 0:
                     e = dc_luts[slot_dc[j], p16]
@@ -188,34 +238,47 @@ def _analyze(data, ivl_start, ivl_end, n_ivl, n_mcu, restart, slot_comp, slot_dc
                 s = e & 0xFF
                 if s > 11:
                     return blk_pos, blk_len, blk_diff, blk_comp, blk_ivl, -2, k
-                blk_pos[k] = pos
-                pos += e >> 8
+                start = b * 8 - nbits
+                nbits -= e >> 8
                 diff = 0
                 if s > 0:
-                    v = _peek16(data, pos) >> (16 - s)
+                    v = (acc >> (nbits - s)) & ((1 << s) - 1)
                     diff = v if v >= (1 << (s - 1)) else v - (1 << s) + 1
-                    pos += s
-                blk_len[k] = pos - blk_pos[k]
+                    nbits -= s
+                blk_pos[k] = start
+                blk_len[k] = b * 8 - nbits - start
                 blk_diff[k] = diff
                 blk_comp[k] = slot_comp[j]
                 blk_ivl[k] = iv
                 tab = slot_ac[j]
                 c = 1
                 while c < 64:
-                    p16 = _peek16(data, pos)
-                    e = ac_fast[tab, p16 >> (16 - FAST_BITS)]
-                    if e == 0:
-                        e = ac_luts[tab, p16]
+                    if nbits < 32:
+                        if b + 4 > limit:
+                            return blk_pos, blk_len, blk_diff, blk_comp, blk_ivl, -4, k
+                        acc = ((acc & ((np.int64(1) << nbits) - 1)) << 32) | (np.int64(data[b]) << 24) | \
+                            (np.int64(data[b + 1]) << 16) | (np.int64(data[b + 2]) << 8) | np.int64(data[b + 3])
+                        b += 4
+                        nbits += 32
+                    p16 = (acc >> (nbits - 16)) & 0xFFFF
+                    e = ac_multi[tab, p16 >> (16 - MULTI_BITS)]
+                    if e != 0 and c + ((e >> 8) & 0xFF) < 64:
+                        nbits -= e & 0xFF
+                        c += (e >> 8) & 0xFF
+                        if e >> 16:
+                            break
+                        continue
+                    e = ac_luts[tab, p16]
                     if e == 0:
                         return blk_pos, blk_len, blk_diff, blk_comp, blk_ivl, -1, k
-                    pos += e & 0xFF
+                    nbits -= e & 0xFF
                     adv = e >> 8
                     if adv == 0:
                         break
                     c += adv
                 if c > 64:
                     return blk_pos, blk_len, blk_diff, blk_comp, blk_ivl, -3, k
-                if pos > end:
+                if b * 8 - nbits > end:
                     return blk_pos, blk_len, blk_diff, blk_comp, blk_ivl, -4, k
                 k += 1
     blk_pos[nb] = ivl_end[n_ivl - 1] * 8
@@ -242,8 +305,8 @@ def _rewrite(data, seg, blk_pos, blk_len, blk_ivl, src, ivl_end, raw_start, raw_
                 else:
                     p, n = blk_pos[k] + blk_len[k], nxt - blk_pos[k] - blk_len[k]
                 while n > 0:
-                    c = 16 if n > 16 else n
-                    acc = (acc << c) | (_peek16(data, p) >> (16 - c))
+                    c = 32 if n > 32 else n
+                    acc = (acc << c) | (_peek32(data, p) >> (32 - c))
                     nacc += c
                     p += c
                     n -= c
@@ -302,11 +365,10 @@ def analyze_scan(jpeg: JpegFile, scan: Scan) -> ScanUnits:
         _stack({i: ac_skip_lut(t) for i, t in scan.ac_tables.items()}, 1 << 16)
     dc_fast = _stack({i: fast_lut(huffman_lut(t), huffman_lut(t) >> 8) for i, t in scan.dc_tables.items()},
                      1 << FAST_BITS)
-    ac_fast = _stack({i: fast_lut(ac_skip_lut(t), huffman_lut(t) >> 8) for i, t in scan.ac_tables.items()},
-                     1 << FAST_BITS)
+    ac_multi = _stack({i: ac_multi_lut(t) for i, t in scan.ac_tables.items()}, 1 << MULTI_BITS)
     pos, length, diff, comp, ivl, status, k = _analyze(
         data, ivl_start, ivl_end, n_ivl, layout.n_mcu, scan.restart_interval,
-        layout.slot_comp, layout.slot_dc, layout.slot_ac, dc_luts, ac_luts, dc_fast, ac_fast)
+        layout.slot_comp, layout.slot_dc, layout.slot_ac, dc_luts, ac_luts, dc_fast, ac_multi)
     if status:
         raise FormatError(f"corrupted JPEG: {_ERRORS[status]} (block {k})")
     return ScanUnits(seg, data, ivl_end[:n_ivl], raw_start[:n_ivl], raw_end[:n_ivl], n_ivl,
