@@ -165,7 +165,7 @@ class CondUNet(nn.Module):
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
         u = self.cfg.unshuffle
-        temb = self.temb(timestep_embedding(t, self.cfg.ch))
+        temb = self.temb(timestep_embedding(t, self.cfg.ch).to(x.dtype))
         h = F.pixel_unshuffle(x, u) if u > 1 else x
         h = self.inp(h)
         hs = [h]

@@ -78,95 +78,135 @@ def _dihedral(d, last):
     return last - f0, 0, -fs, 0, 1, 0
 
 
-@numba.njit(cache=True)
-def _apply(img, out, h, w, wp, bs, perm, dihedral, negate, channels, nch, inverse):
-    """Stage-1 kernel on flat pixel buffers, both directions in one place.
+def _tiles_kernel(to_tiles: bool):
+    """Compile the copy between a true-size image (h x w, flat) and block-major tiles of the padded grid.
 
-    Forward: out (padded grid, row width wp) block k = T_k(img block perm[k]), reading the true-size img
-    (h x w) with edge clamping, so padding needs no extra pass. Inverse: out (true size) block perm[k] =
-    T_k^-1(img block k), writing only inside h x w. T_k: dihedral map, channel order, XOR 255 if negated.
+    To tiles: read with edge clamping (that is the padding); from tiles: write only inside h x w (the crop).
+    Both walk the image row by row, so memory is streamed rather than hopped block to block. The direction
+    is a compile-time constant, so the source array may be read-only (e.g. a decoded image).
     """
-    bx = wp // bs
-    last = bs - 1
-    rs_small = w * nch  # row stride of the true-size image
-    rs_grid = wp * nch  # row stride of the padded image
-    for k in range(perm.size):
-        ky, kx = (k // bx) * bs, (k % bx) * bs
-        s = perm[k]
-        sy, sx = (s // bx) * bs, (s % bx) * bs
-        a0, ay, ax, b0, by, bxx = _dihedral(dihedral[k], last)
-        m = np.uint8(255) if negate[k] else np.uint8(0)
-        c0 = channels[k, 0]
-        c1 = channels[k, 1] if nch == 3 else 0
-        c2 = channels[k, 2] if nch == 3 else 0
-        inside = sy + bs <= h and sx + bs <= w
-        step = ax * rs_small + bxx * nch
-        for y in range(bs):
-            py = sy + a0 + ay * y
-            px = sx + b0 + by * y
-            gp = (ky + y) * rs_grid + kx * nch
-            if inside:
-                sp = py * rs_small + px * nch
-                # branches hoisted out of the pixel loop: four straight loops
-                if inverse and nch == 3:
-                    for x in range(bs):
-                        out[sp + c0] = img[gp] ^ m
-                        out[sp + c1] = img[gp + 1] ^ m
-                        out[sp + c2] = img[gp + 2] ^ m
-                        gp += 3
-                        sp += step
-                elif inverse:
-                    for x in range(bs):
-                        out[sp] = img[gp] ^ m
-                        gp += 1
-                        sp += step
-                elif nch == 3:
-                    for x in range(bs):
-                        out[gp] = img[sp + c0] ^ m
-                        out[gp + 1] = img[sp + c1] ^ m
-                        out[gp + 2] = img[sp + c2] ^ m
-                        gp += 3
-                        sp += step
-                else:
-                    for x in range(bs):
-                        out[gp] = img[sp] ^ m
-                        gp += 1
-                        sp += step
-            else:
-                for x in range(bs):
-                    qy = py + ax * x
-                    qx = px + bxx * x
-                    if inverse:
-                        if qy < h and qx < w:
-                            sp = qy * rs_small + qx * nch
-                            for c in range(nch):
-                                out[sp + channels[k, c]] = img[gp + c] ^ m
+
+    @numba.njit(cache=True)
+    def kernel(img, tiles, h, w, bs, bx, nch):
+        u = np.uint64  # unsigned indices: no wraparound test per access
+        row = bs * nch
+        tile = bs * row
+        for ty in range(tiles.size // (tile * bx)):
+            for y in range(bs):
+                iy = ty * bs + y
+                if iy >= h and not to_tiles:
+                    break
+                sy = min(iy, h - 1)
+                for tx in range(bx):
+                    tp = u((ty * bx + tx) * tile + y * row)
+                    ip = u((sy * w + tx * bs) * nch)
+                    full = tx * bs + bs <= w
+                    if to_tiles:
+                        if full:
+                            for i in range(u(row)):
+                                tiles[tp + i] = img[ip + i]
+                        else:
+                            for x in range(bs):
+                                q = u((sy * w + min(tx * bs + x, w - 1)) * nch)
+                                for c in range(u(nch)):
+                                    tiles[tp + u(x * nch) + c] = img[q + c]
                     else:
-                        sp = min(qy, h - 1) * rs_small + min(qx, w - 1) * nch
-                        for c in range(nch):
-                            out[gp + c] = img[sp + channels[k, c]] ^ m
-                    gp += nch
+                        if full:
+                            for i in range(u(row)):
+                                img[ip + i] = tiles[tp + i]
+                        else:
+                            for i in range(u((w - tx * bs) * nch)):
+                                img[ip + i] = tiles[tp + i]
+
+    return kernel
 
 
-def _run(image: np.ndarray, stream: KeyStream, block: int, shape: tuple, inverse: bool) -> np.ndarray:
-    """Run the stage-1 kernel from `image` into a new array of `shape` (padded or true size)."""
+def _transform_kernel(inverse: bool):
+    """Compile the keyed block transform: forward grid block k = T_k(tile perm[k]); inverse tile perm[k] =
+    T_k^-1(grid block k). T_k is the block's dihedral map, channel order and XOR 255 if negated. Tiles are
+    contiguous, so the keyed (random) block order costs one short contiguous read or write per block.
+    """
+
+    @numba.njit(cache=True)
+    def kernel(grid, tiles, wp, bs, perm, dihedral, negate, channels, nch):
+        # Unsigned indices: numba then skips its negative-index wraparound test on every access (3x faster).
+        # Negative steps (mirrored blocks) wrap modulo 2**64, which is exact.
+        u = np.uint64
+        bx = wp // bs
+        last = bs - 1
+        tile = bs * bs * nch
+        for k in range(perm.size):
+            ky, kx = (k // bx) * bs, (k % bx) * bs
+            base = perm[k] * tile
+            a0, ay, ax, b0, by, bxx = _dihedral(dihedral[k], last)
+            m = np.uint8(255) if negate[k] else np.uint8(0)
+            c0 = u(channels[k, 0])
+            c1 = u(channels[k, 1] if nch == 3 else 0)
+            c2 = u(channels[k, 2] if nch == 3 else 0)
+            step = u((ax * bs + bxx) * nch)
+            for y in range(bs):
+                gp = u(((ky + y) * wp + kx) * nch)
+                tp = u(base + ((a0 + ay * y) * bs + b0 + by * y) * nch)
+                if inverse:
+                    if nch == 3:
+                        for x in range(bs):
+                            tiles[tp + c0] = grid[gp] ^ m
+                            tiles[tp + c1] = grid[gp + u(1)] ^ m
+                            tiles[tp + c2] = grid[gp + u(2)] ^ m
+                            gp += u(3)
+                            tp += step
+                    else:
+                        for x in range(bs):
+                            tiles[tp] = grid[gp] ^ m
+                            gp += u(1)
+                            tp += step
+                else:
+                    if nch == 3:
+                        for x in range(bs):
+                            grid[gp] = tiles[tp + c0] ^ m
+                            grid[gp + u(1)] = tiles[tp + c1] ^ m
+                            grid[gp + u(2)] = tiles[tp + c2] ^ m
+                            gp += u(3)
+                            tp += step
+                    else:
+                        for x in range(bs):
+                            grid[gp] = tiles[tp] ^ m
+                            gp += u(1)
+                            tp += step
+
+    return kernel
+
+
+_to_tiles, _from_tiles = _tiles_kernel(True), _tiles_kernel(False)
+_scramble, _unscramble = _transform_kernel(False), _transform_kernel(True)
+
+
+def _run(image: np.ndarray, stream: KeyStream, block: int, height: int, width: int, inverse: bool) -> np.ndarray:
+    """Forward: true-size image -> padded scrambled grid; inverse: padded grid -> true-size image."""
     if block not in BLOCK_SIZES:
         raise InputError(f"block size must be one of {BLOCK_SIZES}, got {block}")
     gray = image.ndim == 2
-    src = np.ascontiguousarray(image[:, :, None] if gray else image)
-    out = np.empty(shape + (src.shape[2],), dtype=np.uint8)
-    (hp, wp), (h, w) = (src.shape[:2], shape) if inverse else (shape, src.shape[:2])
-    key = block_key(stream, (hp // block) * (wp // block), block, color=not gray)
-    _apply(src.reshape(-1), out.reshape(-1), h, w, wp, block, key.perm, key.dihedral, key.negate,
-           key.channels, src.shape[2], inverse)
-    return out[:, :, 0] if gray else out
+    nch = 1 if gray else 3
+    hp, wp = padded_size(height, width, block)
+    n = (hp // block) * (wp // block)
+    key = block_key(stream, n, block, color=not gray)
+    src = np.ascontiguousarray(image).reshape(-1)
+    tiles = np.empty(n * block * block * nch, dtype=np.uint8)
+    out = np.empty(((height, width) if inverse else (hp, wp)) + (() if gray else (nch,)), dtype=np.uint8)
+    if inverse:
+        _unscramble(src, tiles, wp, block, key.perm, key.dihedral, key.negate, key.channels, nch)
+        _from_tiles(out.reshape(-1), tiles, height, width, block, wp // block, nch)
+    else:
+        _to_tiles(src, tiles, height, width, block, wp // block, nch)
+        _scramble(out.reshape(-1), tiles, wp, block, key.perm, key.dihedral, key.negate, key.channels, nch)
+    return out
 
 
 def encrypt_blocks(image: np.ndarray, stream: KeyStream, block: int) -> np.ndarray:
     """Scramble into an image padded (edge replication) to a multiple of max(block, 16); the caller
     records the true size."""
     image = check_image(image)
-    return _run(image, stream, block, padded_size(image.shape[0], image.shape[1], block), inverse=False)
+    return _run(image, stream, block, image.shape[0], image.shape[1], inverse=False)
 
 
 def decrypt_blocks(image: np.ndarray, stream: KeyStream, block: int, height: int, width: int) -> np.ndarray:
@@ -174,4 +214,4 @@ def decrypt_blocks(image: np.ndarray, stream: KeyStream, block: int, height: int
     image = check_image(image)
     if image.shape[:2] != padded_size(height, width, block):
         raise InputError("encrypted image size does not match its recorded size")
-    return _run(image, stream, block, (height, width), inverse=True)
+    return _run(image, stream, block, height, width, inverse=True)
