@@ -182,24 +182,28 @@ def _unstuff(seg):
 
 
 @numba.njit(cache=True, inline="always")
-def _peek16(data, pos):
-    b = pos >> 3
-    w = (np.int64(data[b]) << 16) | (np.int64(data[b + 1]) << 8) | np.int64(data[b + 2])
-    return (w >> (8 - (pos & 7))) & 0xFFFF
+def _load32(data, b):
+    """Four bytes from byte offset b, big-endian (unsigned indices: no wraparound tests)."""
+    i = np.uint64(b)
+    return (np.int64(data[i]) << 24) | (np.int64(data[i + np.uint64(1)]) << 16) | \
+        (np.int64(data[i + np.uint64(2)]) << 8) | np.int64(data[i + np.uint64(3)])
 
 
 @numba.njit(cache=True, inline="always")
 def _peek32(data, pos):
     b = pos >> 3
-    w = (np.int64(data[b]) << 32) | (np.int64(data[b + 1]) << 24) | (np.int64(data[b + 2]) << 16) | \
-        (np.int64(data[b + 3]) << 8) | np.int64(data[b + 4])
+    w = (_load32(data, b) << 8) | np.int64(data[np.uint64(b + 4)])
     return (w >> (8 - (pos & 7))) & 0xFFFFFFFF
 
 
 @numba.njit(cache=True)
 def _analyze(data, ivl_start, ivl_end, n_ivl, n_mcu, restart, slot_comp, slot_dc, slot_ac, dc_luts, ac_luts,
              dc_fast, ac_multi):
-    """Decode every block's Huffman codes; record each DC unit's bit position, length and difference value."""
+    """Decode every block's Huffman codes; record each DC unit's bit position, length and difference value.
+
+    Table and buffer indices are unsigned so numba skips its negative-index test on every lookup.
+    """
+    u = np.uint64
     bpm = slot_comp.size
     nb = n_mcu * bpm
     blk_pos = np.zeros(nb + 1, dtype=np.int64)
@@ -225,14 +229,13 @@ def _analyze(data, ivl_start, ivl_end, n_ivl, n_mcu, restart, slot_comp, slot_dc
                 if nbits < 32:
                     if b + 4 > limit:
                         return blk_pos, blk_len, blk_diff, blk_comp, blk_ivl, -4, k
-                    acc = ((acc & ((np.int64(1) << nbits) - 1)) << 32) | (np.int64(data[b]) << 24) | \
-                        (np.int64(data[b + 1]) << 16) | (np.int64(data[b + 2]) << 8) | np.int64(data[b + 3])
+                    acc = ((acc & ((np.int64(1) << nbits) - 1)) << 32) | _load32(data, b)
                     b += 4
                     nbits += 32
                 p16 = (acc >> (nbits - 16)) & 0xFFFF
-                e = dc_fast[slot_dc[j], p16 >> (16 - FAST_BITS)]
+                e = dc_fast[u(slot_dc[j]), u(p16 >> (16 - FAST_BITS))]
                 if e == 0:
-                    e = dc_luts[slot_dc[j], p16]
+                    e = dc_luts[u(slot_dc[j]), u(p16)]
                 if e == 0:
                     return blk_pos, blk_len, blk_diff, blk_comp, blk_ivl, -1, k
                 s = e & 0xFF
@@ -250,25 +253,24 @@ def _analyze(data, ivl_start, ivl_end, n_ivl, n_mcu, restart, slot_comp, slot_dc
                 blk_diff[k] = diff
                 blk_comp[k] = slot_comp[j]
                 blk_ivl[k] = iv
-                tab = slot_ac[j]
+                tab = u(slot_ac[j])
                 c = 1
                 while c < 64:
                     if nbits < 32:
                         if b + 4 > limit:
                             return blk_pos, blk_len, blk_diff, blk_comp, blk_ivl, -4, k
-                        acc = ((acc & ((np.int64(1) << nbits) - 1)) << 32) | (np.int64(data[b]) << 24) | \
-                            (np.int64(data[b + 1]) << 16) | (np.int64(data[b + 2]) << 8) | np.int64(data[b + 3])
+                        acc = ((acc & ((np.int64(1) << nbits) - 1)) << 32) | _load32(data, b)
                         b += 4
                         nbits += 32
                     p16 = (acc >> (nbits - 16)) & 0xFFFF
-                    e = ac_multi[tab, p16 >> (16 - MULTI_BITS)]
+                    e = ac_multi[tab, u(p16 >> (16 - MULTI_BITS))]
                     if e != 0 and c + ((e >> 8) & 0xFF) < 64:
                         nbits -= e & 0xFF
                         c += (e >> 8) & 0xFF
                         if e >> 16:
                             break
                         continue
-                    e = ac_luts[tab, p16]
+                    e = ac_luts[tab, u(p16)]
                     if e == 0:
                         return blk_pos, blk_len, blk_diff, blk_comp, blk_ivl, -1, k
                     nbits -= e & 0xFF
