@@ -1,0 +1,99 @@
+"""Networks, configs and block layout of the diffusion side: shapes, dtypes, config validation."""
+import numpy as np
+import pytest
+import torch
+
+from rdec.export.blocks import merge_blocks, split_blocks
+from rdec.export.config import CONFIG_DIR, load_config
+from rdec.export.networks import CondUNet, OuterModel, SemanticEncoder, count_params
+from rdec.runtime.errors import InputError, RdecError
+
+torch.set_num_threads(1)
+
+
+@pytest.mark.parametrize("name", ["tiny", "small", "paper"])
+def test_shipped_configs_validate(name):
+    cfg = load_config(CONFIG_DIR / f"{name}.toml")
+    assert cfg.name == name
+    assert cfg.unet.c_dim == cfg.encoder.c_dim
+    assert set(cfg.stages) == {1, 2}
+    assert cfg.ddim.T == 1000 and 1 <= cfg.ddim.steps <= 1000 and cfg.ddim.refine >= 0
+
+
+def test_tiny_shapes_and_dtypes():
+    cfg = load_config("tiny")
+    m = OuterModel(cfg.encoder, cfg.unet).eval()
+    x = torch.rand(3, 3, 64, 64) * 2 - 1
+    c = m.enc(x)
+    assert c.shape == (3, cfg.encoder.c_dim) and c.dtype == torch.float32
+    eps = m.unet(x, torch.tensor([0, 500, 999]), c)
+    assert eps.shape == x.shape and eps.dtype == torch.float32
+    assert torch.all(eps == 0)  # zero-initialised output layer: the untrained net predicts eps = 0
+    m64 = OuterModel(cfg.encoder, cfg.unet).double()
+    assert m64(x.double(), x.double(), torch.tensor([1, 2, 3])).dtype == torch.float64
+
+
+def test_condition_and_time_change_the_output():
+    cfg = load_config("tiny")
+    torch.manual_seed(0)
+    net = CondUNet(cfg.unet).eval()
+    with torch.no_grad():
+        for p in net.parameters():
+            if p.abs().sum() == 0 and p.dim() > 1:
+                p.normal_(0, 0.05)
+        x = torch.randn(1, 3, 64, 64)
+        c1, c2 = torch.randn(1, cfg.unet.c_dim), torch.randn(1, cfg.unet.c_dim)
+        t = torch.tensor([100])
+        assert not torch.allclose(net(x, t, c1), net(x, t, c2))
+        assert not torch.allclose(net(x, t, c1), net(x, torch.tensor([900]), c1))
+
+
+def test_small_model_size_and_batch_independence():
+    cfg = load_config("small")
+    enc, unet = SemanticEncoder(cfg.encoder).eval(), CondUNet(cfg.unet).eval()
+    n = count_params(enc) + 2 * count_params(unet)
+    assert n * 2 < 20e6  # fp16 EMA weights of Enc + N_o + N_i stay well under 20 MB
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for p in unet.parameters():
+            if p.abs().sum() == 0 and p.dim() > 1:
+                p.normal_(0, 0.05)
+        x = torch.randn(2, 3, 64, 64)
+        c = enc(x)
+        both = unet(x, torch.tensor([10, 20]), c)
+        one = unet(x[1:], torch.tensor([20]), c[1:])
+    assert both.shape == (2, 3, 64, 64)
+    torch.testing.assert_close(both[1:], one, rtol=1e-4, atol=1e-5)
+
+
+def _write(tmp_path, text):
+    p = tmp_path / "c.toml"
+    p.write_text(text)
+    return p
+
+
+def test_bad_configs_raise_typed_errors(tmp_path):
+    good = (CONFIG_DIR / "tiny.toml").read_text()
+    with pytest.raises(InputError, match="no such config"):
+        load_config(tmp_path / "missing.toml")
+    with pytest.raises(InputError, match="not valid TOML"):
+        load_config(_write(tmp_path, "this is = = not toml"))
+    with pytest.raises(InputError, match=r"missing section \[unet\]"):
+        load_config(_write(tmp_path, good.replace("[unet]", "[unetx]")))
+    with pytest.raises(InputError, match="unknown key"):
+        load_config(_write(tmp_path, good.replace("[encoder]\n", "[encoder]\nfoo = 1\n")))
+    with pytest.raises(InputError, match="bad value"):
+        load_config(_write(tmp_path, good.replace("ch = 8\nmults = [1, 2]\nnum_res", 'ch = "x"\nmults = [1, 2]\nnum_res')))
+    with pytest.raises(InputError, match="groups"):
+        load_config(_write(tmp_path, good.replace("groups = 4", "groups = 3")))
+    with pytest.raises(RdecError):
+        load_config(tmp_path)
+
+
+@pytest.mark.parametrize("h,w", [(64, 64), (100, 70), (128, 192), (30, 20)])
+def test_blocks_round_trip(h, w):
+    img = np.random.default_rng(0).integers(0, 256, (h, w, 3), dtype=np.uint8)
+    b, layout = split_blocks(img)
+    assert b.shape == (layout[2] * layout[3], 3, 64, 64)
+    assert layout[2] == -(-h // 64) and layout[3] == -(-w // 64)
+    np.testing.assert_array_equal(merge_blocks(b, layout), img)
