@@ -290,8 +290,9 @@ def _analyze(data, ivl_start, ivl_end, n_ivl, n_mcu, restart, slot_comp, slot_dc
 @numba.njit(cache=True)
 def _rewrite(data, seg, blk_pos, blk_len, blk_ivl, src, ivl_end, raw_start, raw_end, n_ivl):
     """Re-emit the scan: block k gets the DC unit of block src[k] and keeps its own AC bits; re-stuff."""
+    u = np.uint64  # unsigned output index: no wraparound test per byte
     out = np.empty(2 * seg.size + 16, dtype=np.uint8)
-    o = 0
+    o = u(0)
     acc = np.int64(0)
     nacc = 0
     nb = blk_len.size
@@ -316,18 +317,18 @@ def _rewrite(data, seg, blk_pos, blk_len, blk_ivl, src, ivl_end, raw_start, raw_
                         nacc -= 8
                         byte = (acc >> nacc) & 0xFF
                         out[o] = byte
-                        o += 1
+                        o += u(1)
                         if byte == 0xFF:
                             out[o] = 0
-                            o += 1
+                            o += u(1)
                     acc &= (np.int64(1) << nacc) - 1
             k += 1
         # separator (RST marker and any fill bytes) copied verbatim
         if iv + 1 < n_ivl:
             for q in range(raw_end[iv], raw_start[iv + 1]):
                 out[o] = seg[q]
-                o += 1
-    return out[:o], nacc
+                o += u(1)
+    return out[:np.int64(o)], nacc
 
 
 @dataclass
