@@ -190,6 +190,14 @@ def _load32(data, b):
 
 
 @numba.njit(cache=True, inline="always")
+def _refill(data, acc, b, nbits):
+    """Top the bit buffer up to at least 32 bits (`acc` holds the next `nbits` bits; byte b is next)."""
+    if nbits >= 32:
+        return acc, b, nbits
+    return ((acc & ((np.int64(1) << nbits) - 1)) << 32) | _load32(data, b), b + 4, nbits + 32
+
+
+@numba.njit(cache=True, inline="always")
 def _peek32(data, pos):
     b = pos >> 3
     w = (_load32(data, b) << 8) | np.int64(data[np.uint64(b + 4)])
@@ -222,16 +230,13 @@ def _analyze(data, ivl_start, ivl_end, n_ivl, n_mcu, restart, slot_comp, slot_dc
         acc = np.int64(0)
         nbits = 0
         end = ivl_end[iv] * 8
-        limit = ivl_end[iv] + 8  # legal decoding never looks further ahead (the buffer has 16 bytes of slack)
+        limit = ivl_end[iv] + 8  # legal decoding never loads past this (the buffer has 16 bytes of slack)
         m1 = min(n_mcu, (iv + 1) * per)
         for m in range(iv * per, m1):
             for j in range(bpm):
-                if nbits < 32:
-                    if b + 4 > limit:
-                        return blk_pos, blk_len, blk_diff, blk_comp, blk_ivl, -4, k
-                    acc = ((acc & ((np.int64(1) << nbits) - 1)) << 32) | _load32(data, b)
-                    b += 4
-                    nbits += 32
+                acc, b, nbits = _refill(data, acc, b, nbits)
+                if b > limit:
+                    return blk_pos, blk_len, blk_diff, blk_comp, blk_ivl, -4, k
                 p16 = (acc >> (nbits - 16)) & 0xFFFF
                 e = dc_fast[u(slot_dc[j]), u(p16 >> (16 - FAST_BITS))]
                 if e == 0:
@@ -256,12 +261,9 @@ def _analyze(data, ivl_start, ivl_end, n_ivl, n_mcu, restart, slot_comp, slot_dc
                 tab = u(slot_ac[j])
                 c = 1
                 while c < 64:
-                    if nbits < 32:
-                        if b + 4 > limit:
-                            return blk_pos, blk_len, blk_diff, blk_comp, blk_ivl, -4, k
-                        acc = ((acc & ((np.int64(1) << nbits) - 1)) << 32) | _load32(data, b)
-                        b += 4
-                        nbits += 32
+                    acc, b, nbits = _refill(data, acc, b, nbits)
+                    if b > limit:
+                        return blk_pos, blk_len, blk_diff, blk_comp, blk_ivl, -4, k
                     p16 = (acc >> (nbits - 16)) & 0xFFFF
                     e = ac_multi[tab, u(p16 >> (16 - MULTI_BITS))]
                     if e != 0 and c + ((e >> 8) & 0xFF) < 64:
