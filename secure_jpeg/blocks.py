@@ -4,7 +4,7 @@ The image is padded (edge replication) to a multiple of max(B, 16) so blocks and
 into BxB blocks, and each output block is a keyed source block after a keyed rotation/flip (one of 8),
 an optional negative-positive transform (p -> 255 - p), and a keyed shuffle of whole pixels' colour
 channels (one of 6 orders; all three channels move together, which keeps JPEG efficiency). Encryption
-and decryption are one kernel run in two directions, so they cannot drift apart.
+and decryption are the same kernels compiled for two directions, so they cannot drift apart.
 """
 from __future__ import annotations
 
@@ -52,7 +52,7 @@ def check_image(image: np.ndarray) -> np.ndarray:
     return image
 
 
-def block_key(stream: KeyStream, n_blocks: int, block: int, color: bool) -> BlockKey:
+def block_key(stream: KeyStream, n_blocks: int, color: bool) -> BlockKey:
     """Draw every keyed choice from the keystream, in a fixed order."""
     perm = stream.permutation(n_blocks)
     dihedral = stream.below(np.full(n_blocks, 8))
@@ -189,7 +189,7 @@ def _run(image: np.ndarray, stream: KeyStream, block: int, height: int, width: i
     nch = 1 if gray else 3
     hp, wp = padded_size(height, width, block)
     n = (hp // block) * (wp // block)
-    key = block_key(stream, n, block, color=not gray)
+    key = block_key(stream, n, color=not gray)
     src = np.ascontiguousarray(image).reshape(-1)
     tiles = np.empty(n * block * block * nch, dtype=np.uint8)
     out = np.empty(((height, width) if inverse else (hp, wp)) + (() if gray else (nch,)), dtype=np.uint8)
