@@ -8,6 +8,7 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
+from rdec.runtime.ddim import SPACINGS
 from rdec.runtime.errors import InputError
 
 from .networks import EncoderConfig, UNetConfig
@@ -22,6 +23,7 @@ class DDIMConfig:
     beta_end: float = 0.02
     steps: int = 20
     refine: int = 4
+    spacing: str = "logsnr"
 
 
 @dataclass(frozen=True)
@@ -107,6 +109,8 @@ def config_from_dict(raw: dict, source: str = "<dict>") -> Config:
         raise InputError(f"config {source}: too many UNet levels for the block size")
     if not 1 <= ddim.steps <= ddim.T:
         raise InputError(f"config {source}: ddim.steps must be in 1..T")
+    if ddim.spacing not in SPACINGS:
+        raise InputError(f"config {source}: ddim.spacing must be one of {', '.join(SPACINGS)}")
     if not 0 < ddim.beta_start < ddim.beta_end < 1:
         raise InputError(f"config {source}: need 0 < beta_start < beta_end < 1")
     return Config(name=str(raw.get("name", source)), ddim=ddim, encoder=enc, unet=unet, stages=stages, raw=raw)

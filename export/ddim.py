@@ -36,10 +36,10 @@ def _tvec(t: int, x: torch.Tensor) -> torch.Tensor:
 
 @torch.no_grad()
 def ddim_sample(eps_fn: EpsFn, x_T: torch.Tensor, c: torch.Tensor, steps: int, T: int = T_DEFAULT,
-                beta_start: float = BETA_START, beta_end: float = BETA_END) -> torch.Tensor:
+                beta_start: float = BETA_START, beta_end: float = BETA_END, spacing: str = "logsnr") -> torch.Tensor:
     """Deterministic DDIM sampling from level S (x_T) down to level 0 (eq. 4 with eta = 0)."""
-    ts = timesteps(steps, T)
-    ab = level_alphas(steps, T, beta_start, beta_end)
+    ts = timesteps(steps, T, beta_start, beta_end, spacing)
+    ab = level_alphas(steps, T, beta_start, beta_end, spacing)
     x = x_T
     for i in range(steps, 0, -1):
         a, b = step_coeffs(ab[i], ab[i - 1])
@@ -49,7 +49,8 @@ def ddim_sample(eps_fn: EpsFn, x_T: torch.Tensor, c: torch.Tensor, steps: int, T
 
 @torch.no_grad()
 def ddim_invert(eps_fn: EpsFn, x0: torch.Tensor, c: torch.Tensor, steps: int, refine: int = 0,
-                T: int = T_DEFAULT, beta_start: float = BETA_START, beta_end: float = BETA_END) -> torch.Tensor:
+                T: int = T_DEFAULT, beta_start: float = BETA_START, beta_end: float = BETA_END,
+                spacing: str = "logsnr") -> torch.Tensor:
     """DDIM inversion from level 0 to level S; `refine` fixed-point iterations per step (0 = plain DDIM).
 
     Each refined step solves x_i = a x_{i-1} + b eps(x_i, t_i, c), so that one `ddim_sample` step from x_i
@@ -57,8 +58,8 @@ def ddim_invert(eps_fn: EpsFn, x0: torch.Tensor, c: torch.Tensor, steps: int, re
     """
     if refine < 0:
         raise ValueError("refine must be >= 0")
-    ts = timesteps(steps, T)
-    ab = level_alphas(steps, T, beta_start, beta_end)
+    ts = timesteps(steps, T, beta_start, beta_end, spacing)
+    ab = level_alphas(steps, T, beta_start, beta_end, spacing)
     x = x0
     for i in range(1, steps + 1):
         tv = _tvec(int(ts[i - 1]), x)

@@ -11,7 +11,7 @@ from .networks import OuterModel
 
 
 def _kw(d: DDIMConfig) -> dict:
-    return {"T": d.T, "beta_start": d.beta_start, "beta_end": d.beta_end}
+    return {"T": d.T, "beta_start": d.beta_start, "beta_end": d.beta_end, "spacing": d.spacing}
 
 
 @torch.no_grad()

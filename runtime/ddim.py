@@ -5,7 +5,11 @@ the torch twin in rdec.export.ddim imports it. Never imports torch.
 Conventions (shared with the torch twin, eqs. 1-5 of the paper):
 - linear betas from `beta_start` to `beta_end` over T = 1000 training steps, abar_t = prod(1 - beta_s).
 - A run of S steps visits levels 0..S: level 0 is the clean block (abar = 1), level i > 0 is timestep
-  t_i = i * T / S - 1 (so level S is t = T - 1, the encrypted noise x_T).
+  t_i, with t_S = T - 1 (the encrypted noise x_T). Default spacing "logsnr": t_1 = 0 and the t_i evenly
+  spaced in log(sigma_t), sigma_t = sqrt((1 - abar_t) / abar_t). This keeps the noise-to-signal ratio of
+  neighbouring levels constant, which bounds the contraction factor of the refinement (1 - sigma_{i-1} /
+  sigma_i in the worst, noise-like direction) at every step; "uniform" (t_i = i T / S - 1, the common
+  DDIM choice) has ratios near 0 at the low-noise end, where refinement then stalls.
 - One DDIM step between levels moves x with the eps predicted at a point:
   x_to = sqrt(abar_to / abar_from) * x_from + (sqrt(1 - abar_to) - sqrt(abar_to (1 - abar_from) / abar_from)) * eps.
   Sampling i -> i-1 uses eps(x_i, t_i, c). Plain inversion i-1 -> i uses eps(x_{i-1}, t_i, c); refinement
@@ -35,18 +39,36 @@ def alphas_cumprod(T: int = T_DEFAULT, beta_start: float = BETA_START, beta_end:
     return np.cumprod(1.0 - linear_betas(T, beta_start, beta_end))
 
 
-def timesteps(steps: int, T: int = T_DEFAULT) -> np.ndarray:
-    """Fixed timestep list t_1..t_S (ascending, int64) for an S-step run: t_i = round(i * T / S) - 1."""
+SPACINGS = ("logsnr", "uniform")
+
+
+def timesteps(steps: int, T: int = T_DEFAULT, beta_start: float = BETA_START, beta_end: float = BETA_END,
+              spacing: str = "logsnr") -> np.ndarray:
+    """Fixed timestep list t_1..t_S (strictly ascending, int64, t_S = T - 1) for an S-step run."""
     if not 1 <= steps <= T:
         raise ValueError(f"steps must be in 1..{T}, got {steps}")
-    return (np.round(np.arange(1, steps + 1) * (T / steps)).astype(np.int64) - 1)
+    if steps == 1:
+        return np.array([T - 1], dtype=np.int64)
+    if spacing == "uniform":
+        return np.round(np.arange(1, steps + 1) * (T / steps)).astype(np.int64) - 1
+    if spacing != "logsnr":
+        raise ValueError(f"spacing must be one of {SPACINGS}, got {spacing!r}")
+    ab = alphas_cumprod(T, beta_start, beta_end)
+    log_sigma = 0.5 * np.log((1.0 - ab) / ab)  # strictly increasing in t
+    t = np.searchsorted(log_sigma, np.linspace(log_sigma[0], log_sigma[-1], steps)).astype(np.int64)
+    t = np.minimum(t, T - 1)
+    for i in range(1, steps):  # keep strictly increasing (rounding can collide at the low-noise end)
+        t[i] = max(t[i], t[i - 1] + 1)
+    for i in range(steps - 1, -1, -1):  # and inside 0..T-1 with t_S = T - 1
+        t[i] = min(t[i], T - steps + i)
+    return t
 
 
 def level_alphas(steps: int, T: int = T_DEFAULT, beta_start: float = BETA_START,
-                 beta_end: float = BETA_END) -> np.ndarray:
+                 beta_end: float = BETA_END, spacing: str = "logsnr") -> np.ndarray:
     """abar at levels 0..S (level 0 = clean, abar = 1), float64, length S + 1."""
     ab = alphas_cumprod(T, beta_start, beta_end)
-    return np.concatenate([[1.0], ab[timesteps(steps, T)]])
+    return np.concatenate([[1.0], ab[timesteps(steps, T, beta_start, beta_end, spacing)]])
 
 
 def step_coeffs(abar_from: float, abar_to: float) -> tuple[float, float]:
@@ -60,10 +82,10 @@ EpsFn = Callable[[np.ndarray, int, np.ndarray], np.ndarray]
 
 
 def ddim_sample(eps_fn: EpsFn, x_T: np.ndarray, c: np.ndarray, steps: int, T: int = T_DEFAULT,
-                beta_start: float = BETA_START, beta_end: float = BETA_END) -> np.ndarray:
+                beta_start: float = BETA_START, beta_end: float = BETA_END, spacing: str = "logsnr") -> np.ndarray:
     """Deterministic DDIM sampling from level S (x_T) down to level 0. eps_fn(x, t, c) -> eps."""
-    ts = timesteps(steps, T)
-    ab = level_alphas(steps, T, beta_start, beta_end)
+    ts = timesteps(steps, T, beta_start, beta_end, spacing)
+    ab = level_alphas(steps, T, beta_start, beta_end, spacing)
     x = x_T
     for i in range(steps, 0, -1):
         a, b = step_coeffs(ab[i], ab[i - 1])
@@ -72,7 +94,8 @@ def ddim_sample(eps_fn: EpsFn, x_T: np.ndarray, c: np.ndarray, steps: int, T: in
 
 
 def ddim_invert(eps_fn: EpsFn, x0: np.ndarray, c: np.ndarray, steps: int, refine: int = 0,
-                T: int = T_DEFAULT, beta_start: float = BETA_START, beta_end: float = BETA_END) -> np.ndarray:
+                T: int = T_DEFAULT, beta_start: float = BETA_START, beta_end: float = BETA_END,
+                spacing: str = "logsnr") -> np.ndarray:
     """DDIM inversion from level 0 up to level S with `refine` fixed-point iterations per step.
 
     Twin of `ddim_sample`: each refined step solves x_i = a * x_{i-1} + b * eps(x_i, t_i, c), so one sampling
@@ -80,8 +103,8 @@ def ddim_invert(eps_fn: EpsFn, x0: np.ndarray, c: np.ndarray, steps: int, refine
     """
     if refine < 0:
         raise ValueError("refine must be >= 0")
-    ts = timesteps(steps, T)
-    ab = level_alphas(steps, T, beta_start, beta_end)
+    ts = timesteps(steps, T, beta_start, beta_end, spacing)
+    ab = level_alphas(steps, T, beta_start, beta_end, spacing)
     x = x0
     for i in range(1, steps + 1):
         t = int(ts[i - 1])

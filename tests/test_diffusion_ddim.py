@@ -21,7 +21,14 @@ def test_schedule_shapes_and_values():
         ts = nd.timesteps(s)
         assert ts.shape == (s,) and ts.dtype == np.int64
         assert ts[-1] == 999 and np.all(np.diff(ts) > 0) and ts[0] >= 0
-    assert list(nd.timesteps(4)) == [249, 499, 749, 999]
+    assert list(nd.timesteps(4, spacing="uniform")) == [249, 499, 749, 999]
+    ts = nd.timesteps(20)
+    assert ts[0] == 0 and ts[-1] == 999
+    sig = np.sqrt((1 - ab[ts]) / ab[ts])
+    ratio = sig[1:] / sig[:-1]
+    assert ratio.min() > 1.2 and ratio.max() < 2.5  # even steps in log noise-to-signal ratio
+    with pytest.raises(ValueError):
+        nd.timesteps(5, spacing="cosine")
     lv = nd.level_alphas(20)
     assert lv.shape == (21,) and lv[0] == 1.0 and lv[-1] == ab[-1]
     for bad in (0, 1001):
