@@ -93,3 +93,24 @@ def model_dir_files(model_dir: str | Path) -> tuple[Path, Path]:
     if not d.is_dir():
         raise InputError(f"no such model folder: {model_dir}")
     return d / "outer.pt", d / "inner.pt"
+
+
+def publish_model(run_dir: str | Path, dest: str | Path, config: Config) -> list[Path]:
+    """Copy a training run's EMA model files into a model folder (e.g. export/default_model) with fp16
+    weights (loaded back as float32) and `config`'s DDIM defaults, plus the loss logs and curves."""
+    import shutil
+
+    run_dir, dest = Path(run_dir), Path(dest)
+    dest.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name, kind in (("outer.pt", "outer"), ("inner.pt", "inner")):
+        obj = safe_load(run_dir / name)
+        if config_from_dict(obj["config"], name).unet != config.unet:
+            raise FormatError(f"{run_dir / name} was trained with a different UNet than {config.name}")
+        save_model_file(dest / name, kind, config, obj["state_dict"], int(obj["step"]), half=True)
+        written.append(dest / name)
+    for name in ("stage1_loss.csv", "stage1_loss.png", "stage2_loss.csv", "stage2_loss.png"):
+        if (run_dir / name).is_file():
+            shutil.copyfile(run_dir / name, dest / name)
+            written.append(dest / name)
+    return written

@@ -109,6 +109,17 @@ def test_stage2_freezes_encoder(data_dir, tmp_path):
     assert any(p.abs().sum() > 0 for n, p in inner.named_parameters() if n.startswith("out."))
     with pytest.raises(FormatError, match="not an outer"):
         load_outer(out / "inner.pt")
+    # publishing keeps fp16 EMA weights that load back as float32 close to the originals
+    from rdec.export.modelfile import publish_model
+
+    written = publish_model(out, tmp_path / "pub", load_config("tiny"))
+    assert {p.name for p in written} >= {"outer.pt", "inner.pt", "stage1_loss.csv", "stage2_loss.png"}
+    assert all(v.dtype == torch.float16 for v in safe_load(tmp_path / "pub" / "inner.pt")["state_dict"].values()
+               if v.is_floating_point())
+    _, pub, _ = load_inner(tmp_path / "pub" / "inner.pt")
+    for (k, v), (_, w) in zip(inner.state_dict().items(), pub.state_dict().items()):
+        assert w.dtype == torch.float32
+        torch.testing.assert_close(w, v, rtol=1e-3, atol=1e-4)
 
 
 def test_bad_checkpoint_files(tmp_path):
