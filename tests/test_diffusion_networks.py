@@ -97,3 +97,30 @@ def test_blocks_round_trip(h, w):
     assert b.shape == (layout[2] * layout[3], 3, 64, 64)
     assert layout[2] == -(-h // 64) and layout[3] == -(-w // 64)
     np.testing.assert_array_equal(merge_blocks(b, layout), img)
+
+
+def test_unet_and_encoder_export_to_onnx_and_match(tmp_path):
+    """Export-friendly declarations: static 64x64 graphs that ONNX Runtime runs with the same results."""
+    import onnxruntime as ort
+
+    cfg = load_config("tiny")
+    torch.manual_seed(0)
+    m = OuterModel(cfg.encoder, cfg.unet).eval()
+    with torch.no_grad():
+        for p in m.unet.parameters():
+            if p.abs().sum() == 0 and p.dim() > 1:
+                p.normal_(0, 0.05)
+    x, t = torch.randn(2, 3, 64, 64), torch.tensor([0, 999])
+    c = m.enc(x).detach()
+    torch.onnx.export(m.unet, (x, t, c), tmp_path / "u.onnx", input_names=["x", "t", "c"], output_names=["eps"],
+                      dynamo=False, opset_version=17)
+    torch.onnx.export(m.enc, (x,), tmp_path / "e.onnx", input_names=["x"], output_names=["c"], dynamo=False,
+                      opset_version=17)
+    u = ort.InferenceSession(str(tmp_path / "u.onnx"), providers=["CPUExecutionProvider"])
+    e = ort.InferenceSession(str(tmp_path / "e.onnx"), providers=["CPUExecutionProvider"])
+    eps = u.run(None, {"x": x.numpy(), "t": t.numpy(), "c": c.numpy()})[0]
+    with torch.no_grad():
+        ref = m.unet(x, t, c).numpy()
+    assert np.abs(ref).max() > 1e-3
+    np.testing.assert_allclose(eps, ref, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(e.run(None, {"x": x.numpy()})[0], c.numpy(), rtol=1e-4, atol=1e-5)
