@@ -35,10 +35,16 @@ def frame(path: str, width: int, height: int) -> np.ndarray:
 
 
 def interleaved(fns: dict, repeats: int) -> dict:
-    """Run the candidates in turn, `repeats` rounds, so machine noise hits all of them alike; medians."""
+    """Run the candidates in turn, `repeats` rounds in a shuffled order each, so machine noise and the
+    after-effects of the previous call (caches, freed memory) hit all of them alike; medians."""
+    import random
+
+    rng = random.Random(0)
     times = {k: [] for k in fns}
     for _ in range(repeats):
-        for k, fn in fns.items():
+        order = list(fns.items())
+        rng.shuffle(order)
+        for k, fn in order:
             t = time.perf_counter()
             fn()
             times[k].append(time.perf_counter() - t)
