@@ -24,6 +24,7 @@ class DDIMConfig:
     steps: int = 20
     refine: int = 4
     spacing: str = "logsnr"
+    relax: bool = False
 
 
 @dataclass(frozen=True)
@@ -76,6 +77,8 @@ def _build(cls, sec: dict, name: str, source: str, tuples=(), **extra):
             ok = isinstance(v, tuple) and all(isinstance(i, int) and i > 0 for i in v)
         elif f.type in ("int", int):
             ok = isinstance(v, int) and not isinstance(v, bool) and v >= 0
+        elif f.type in ("bool", bool):
+            ok = isinstance(v, bool)
         elif f.type in ("float", float):
             ok = isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0
         else:

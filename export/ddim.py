@@ -8,8 +8,8 @@ from typing import Callable
 
 import torch
 
-from rdec.runtime.ddim import (BETA_END, BETA_START, T_DEFAULT, alphas_cumprod, level_alphas, step_coeffs,
-                               timesteps)
+from rdec.runtime.ddim import (BETA_END, BETA_START, T_DEFAULT, alphas_cumprod, level_alphas, relax_weights,
+                               step_coeffs, timesteps)
 
 EpsFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -50,8 +50,9 @@ def ddim_sample(eps_fn: EpsFn, x_T: torch.Tensor, c: torch.Tensor, steps: int, T
 @torch.no_grad()
 def ddim_invert(eps_fn: EpsFn, x0: torch.Tensor, c: torch.Tensor, steps: int, refine: int = 0,
                 T: int = T_DEFAULT, beta_start: float = BETA_START, beta_end: float = BETA_END,
-                spacing: str = "logsnr") -> torch.Tensor:
-    """DDIM inversion from level 0 to level S; `refine` fixed-point iterations per step (0 = plain DDIM).
+                spacing: str = "logsnr", relax: bool = False) -> torch.Tensor:
+    """DDIM inversion from level 0 to level S; `refine` fixed-point iterations per step (0 = plain DDIM
+    inversion); relax=True over-relaxes them (see rdec.runtime.ddim).
 
     Each refined step solves x_i = a x_{i-1} + b eps(x_i, t_i, c), so that one `ddim_sample` step from x_i
     returns x_{i-1}.
@@ -60,12 +61,14 @@ def ddim_invert(eps_fn: EpsFn, x0: torch.Tensor, c: torch.Tensor, steps: int, re
         raise ValueError("refine must be >= 0")
     ts = timesteps(steps, T, beta_start, beta_end, spacing)
     ab = level_alphas(steps, T, beta_start, beta_end, spacing)
+    w = relax_weights(steps, T, beta_start, beta_end, spacing) if relax else [1.0] * steps
     x = x0
     for i in range(1, steps + 1):
         tv = _tvec(int(ts[i - 1]), x)
         a, b = step_coeffs(ab[i - 1], ab[i])
+        wi = float(w[i - 1])
         x_prev = x
         x = a * x_prev + b * eps_fn(x_prev, tv, c)
         for _ in range(refine):
-            x = a * x_prev + b * eps_fn(x, tv, c)
+            x = x + wi * (a * x_prev + b * eps_fn(x, tv, c) - x)
     return x

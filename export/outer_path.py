@@ -19,7 +19,7 @@ def encrypt_blocks(model: OuterModel, x0: torch.Tensor, ddim: DDIMConfig, steps:
                    ) -> tuple[torch.Tensor, torch.Tensor]:
     """Blocks (N, 3, 64, 64) in [-1, 1] -> (x_T, c)."""
     c = model.enc(x0)
-    x_T = ddim_invert(model.unet, x0, c, steps, refine=refine, **_kw(ddim))
+    x_T = ddim_invert(model.unet, x0, c, steps, refine=refine, relax=ddim.relax, **_kw(ddim))
     return x_T, c
 
 

@@ -15,6 +15,11 @@ Conventions (shared with the torch twin, eqs. 1-5 of the paper):
   Sampling i -> i-1 uses eps(x_i, t_i, c). Plain inversion i-1 -> i uses eps(x_{i-1}, t_i, c); refinement
   then solves x_i = inv(x_{i-1}, eps(x_i, t_i, c)) by fixed-point iteration, i.e. x_i such that one sampling
   step from it returns x_{i-1} exactly. K = 0 is plain DDIM inversion. No x0 clipping anywhere.
+- The iteration is over-relaxed: x <- x + w_i (a x_{i-1} + b eps(x) - x) with w_i = 2 / (2 - min(s_i, 0.5)),
+  s_i = 1 - sigma_{i-1} / sigma_i the worst-case slope of the plain map at step i (its Jacobian's spectrum
+  lies in about [0, s_i] for a trained eps, which behaves like a denoiser). Same fixed point as the plain
+  iteration (relax=False, w = 1, the default); with the trained `small` model at 20 steps relaxed K = 3
+  beats plain K = 4. An untrained network has no such spectrum, so configs choose (`ddim.relax`).
 """
 from __future__ import annotations
 
@@ -78,6 +83,15 @@ def step_coeffs(abar_from: float, abar_to: float) -> tuple[float, float]:
     return float(a), float(b)
 
 
+def relax_weights(steps: int, T: int = T_DEFAULT, beta_start: float = BETA_START, beta_end: float = BETA_END,
+                  spacing: str = "logsnr") -> np.ndarray:
+    """Over-relaxation weight w_i of the refinement at each inversion step i = 1..S (float64, length S)."""
+    ab = level_alphas(steps, T, beta_start, beta_end, spacing)
+    sigma = np.sqrt((1.0 - ab) / ab)
+    s = 1.0 - sigma[:-1] / sigma[1:]
+    return 2.0 / (2.0 - np.minimum(s, 0.5))
+
+
 EpsFn = Callable[[np.ndarray, int, np.ndarray], np.ndarray]
 
 
@@ -95,7 +109,7 @@ def ddim_sample(eps_fn: EpsFn, x_T: np.ndarray, c: np.ndarray, steps: int, T: in
 
 def ddim_invert(eps_fn: EpsFn, x0: np.ndarray, c: np.ndarray, steps: int, refine: int = 0,
                 T: int = T_DEFAULT, beta_start: float = BETA_START, beta_end: float = BETA_END,
-                spacing: str = "logsnr") -> np.ndarray:
+                spacing: str = "logsnr", relax: bool = False) -> np.ndarray:
     """DDIM inversion from level 0 up to level S with `refine` fixed-point iterations per step.
 
     Twin of `ddim_sample`: each refined step solves x_i = a * x_{i-1} + b * eps(x_i, t_i, c), so one sampling
@@ -105,12 +119,14 @@ def ddim_invert(eps_fn: EpsFn, x0: np.ndarray, c: np.ndarray, steps: int, refine
         raise ValueError("refine must be >= 0")
     ts = timesteps(steps, T, beta_start, beta_end, spacing)
     ab = level_alphas(steps, T, beta_start, beta_end, spacing)
+    w = relax_weights(steps, T, beta_start, beta_end, spacing) if relax else np.ones(steps)
     x = x0
     for i in range(1, steps + 1):
         t = int(ts[i - 1])
         a, b = step_coeffs(ab[i - 1], ab[i])
+        wi = float(w[i - 1])
         x_prev = x
         x = a * x_prev + b * eps_fn(x_prev, t, c)
         for _ in range(refine):
-            x = a * x_prev + b * eps_fn(x, t, c)
+            x = x + wi * (a * x_prev + b * eps_fn(x, t, c) - x)
     return x

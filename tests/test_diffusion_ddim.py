@@ -72,6 +72,31 @@ def test_numpy_refinement_converges_to_float64_precision():
     assert errs[-1] < 1e-10, errs
 
 
+def test_relaxed_and_plain_refinement_share_the_fixed_point():
+    rng = np.random.default_rng(2)
+    x0 = rng.uniform(-1, 1, (3, 48))
+    c = np.zeros((3, 1))
+    toy = _toy_eps(seed=1, scale=0.3)
+    ab = nd.alphas_cumprod()
+    k = np.sqrt(1 - ab) / (ab * 0.25 + 1 - ab)  # exact eps of N(0, 0.5^2) data: a denoiser-like eps
+
+    def eps(x, t, cc):
+        return k[t] * x + toy(x, t, cc)
+
+    errs = {}
+    for relax in (False, True):
+        for K in (3, 80):
+            xT = nd.ddim_invert(eps, x0, c, 12, refine=K, relax=relax)
+            errs[relax, K] = np.abs(nd.ddim_sample(eps, xT, c, 12) - x0).max()
+            if K == 80:
+                errs[relax] = xT
+    np.testing.assert_allclose(errs[True], errs[False], rtol=0, atol=1e-10)
+    assert errs[True, 80] < 1e-10 and errs[False, 80] < 1e-10
+    assert errs[True, 3] < errs[False, 3], errs
+    w = nd.relax_weights(12)
+    assert w.shape == (12,) and np.all(w >= 1.0) and np.all(w <= 4 / 3 + 1e-12)
+
+
 def test_inversion_with_zero_eps_is_scaling():
     x0 = np.linspace(-1, 1, 12).reshape(3, 4)
     xT = nd.ddim_invert(lambda x, t, c: np.zeros_like(x), x0, None, 10, refine=2)
@@ -143,9 +168,9 @@ def test_torch_and_numpy_twins_agree():
             tv = torch.full((x.shape[0],), t, dtype=torch.long)
             return net(torch.from_numpy(x), tv, torch.from_numpy(cc)).numpy()
 
-    for k in (0, 2):
-        xt_t = ddim_invert(net, x0, c, 8, refine=k).numpy()
-        xt_n = nd.ddim_invert(eps_np, x0.numpy(), c.numpy(), 8, refine=k)
+    for k, relax in ((0, False), (2, True), (2, False)):
+        xt_t = ddim_invert(net, x0, c, 8, refine=k, relax=relax).numpy()
+        xt_n = nd.ddim_invert(eps_np, x0.numpy(), c.numpy(), 8, refine=k, relax=relax)
         np.testing.assert_allclose(xt_t, xt_n, rtol=0, atol=1e-12)
     back_t = ddim_sample(net, torch.from_numpy(xt_n), c, 8).numpy()
     back_n = nd.ddim_sample(eps_np, xt_n, c.numpy(), 8)
