@@ -97,13 +97,16 @@ def model_dir_files(model_dir: str | Path) -> tuple[Path, Path]:
 
 def publish_model(run_dir: str | Path, dest: str | Path, config: Config) -> list[Path]:
     """Copy a training run's EMA model files into a model folder (e.g. export/default_model) with fp16
-    weights (loaded back as float32) and `config`'s DDIM defaults, plus the loss logs and curves."""
+    weights (loaded back as float32) and `config`'s DDIM defaults, plus the loss logs and curves.
+    inner.pt is optional (published once stage 2 exists); outer.pt is required."""
     import shutil
 
     run_dir, dest = Path(run_dir), Path(dest)
     dest.mkdir(parents=True, exist_ok=True)
     written = []
     for name, kind in (("outer.pt", "outer"), ("inner.pt", "inner")):
+        if kind == "inner" and not (run_dir / name).is_file():
+            continue  # stage 2 not trained (yet): publish the outer model alone
         obj = safe_load(run_dir / name)
         if config_from_dict(obj["config"], name).unet != config.unet:
             raise FormatError(f"{run_dir / name} was trained with a different UNet than {config.name}")
