@@ -4,10 +4,11 @@ The image is padded (edge replication) to a multiple of max(B, 16) so blocks and
 into BxB blocks, and each output block is a keyed source block after a keyed rotation/flip (one of 8),
 an optional negative-positive transform (p -> 255 - p), and a keyed shuffle of whole pixels' colour
 channels (one of 6 orders; all three channels move together, which keeps JPEG efficiency). Encryption
-and decryption are the same kernels compiled for two directions, so they cannot drift apart.
+and decryption are the same kernels run in the two directions, so they cannot drift apart.
 """
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 
 import numba
@@ -18,7 +19,10 @@ from rdec.runtime.keys import KeyStream
 
 BLOCK_SIZES = (8, 16, 32)
 MCU = 16
-_CHANNEL_ORDERS = np.array([[0, 1, 2], [0, 2, 1], [1, 0, 2], [1, 2, 0], [2, 0, 1], [2, 1, 0]], dtype=np.int64)
+# The 6 channel orders (output channel c takes source channel ORDER[c]) and the index of each one's inverse.
+_CHANNEL_ORDERS = ((0, 1, 2), (0, 2, 1), (1, 0, 2), (1, 2, 0), (2, 0, 1), (2, 1, 0))
+_INVERSE_ORDER = np.array([_CHANNEL_ORDERS.index(tuple(int(np.argsort(o)[c]) for c in range(3)))
+                           for o in _CHANNEL_ORDERS], dtype=np.int64)
 
 
 @dataclass
@@ -28,7 +32,7 @@ class BlockKey:
     perm: np.ndarray  # output block k holds source block perm[k]
     dihedral: np.ndarray  # 0..7: rotation by 90 degrees * (d & 3), then a mirror if d >= 4
     negate: np.ndarray  # 0/1
-    channels: np.ndarray  # (n, 3) channel order
+    order: np.ndarray  # index into _CHANNEL_ORDERS (0 for grayscale)
 
 
 def padded_size(height: int, width: int, block: int) -> tuple[int, int]:
@@ -57,11 +61,8 @@ def block_key(stream: KeyStream, n_blocks: int, color: bool) -> BlockKey:
     perm = stream.permutation(n_blocks)
     dihedral = stream.below(np.full(n_blocks, 8))
     negate = stream.below(np.full(n_blocks, 2))
-    if color:
-        channels = _CHANNEL_ORDERS[stream.below(np.full(n_blocks, 6))]
-    else:
-        channels = np.zeros((n_blocks, 1), dtype=np.int64)
-    return BlockKey(perm, dihedral, negate, channels)
+    order = stream.below(np.full(n_blocks, 6)) if color else np.zeros(n_blocks, dtype=np.int64)
+    return BlockKey(perm, dihedral, negate, order)
 
 
 @numba.njit(cache=True, inline="always")
@@ -121,67 +122,109 @@ def _tiles_kernel(to_tiles: bool):
     return kernel
 
 
-def _transform_kernel(inverse: bool):
-    """Compile the keyed block transform: forward grid block k = T_k(tile perm[k]); inverse tile perm[k] =
-    T_k^-1(grid block k). T_k is the block's dihedral map, channel order and XOR 255 if negated. Tiles are
-    contiguous, so the keyed (random) block order costs one short contiguous read or write per block.
+@numba.njit(cache=True, inline="always")
+def _recolor_tile(tiles, a, e, c0, c1, c2, m):
+    """Pixels of tiles[a:e] (3 bytes each) take channels (c0, c1, c2) of themselves, XOR m. Called with
+    literal channel offsets, so the compiler sees a fixed shuffle and vectorizes it."""
+    u = np.uint64
+    for q in range(a, e, u(3)):
+        x0, x1, x2 = tiles[q + u(c0)], tiles[q + u(c1)], tiles[q + u(c2)]
+        tiles[q], tiles[q + u(1)], tiles[q + u(2)] = x0 ^ m, x1 ^ m, x2 ^ m
+
+
+@numba.njit(cache=True)
+def _recolor(tiles, tile, order, negate, nch):
+    """In place, tile t: channel order _CHANNEL_ORDERS[order[t]] (colour only), then XOR 255 if negate[t]."""
+    u = np.uint64
+    for t in range(order.size):
+        a = u(t * tile)
+        e = a + u(tile)
+        m = np.uint8(255) if negate[t] else np.uint8(0)
+        o = order[t]
+        if nch == 1 or o == 0:
+            if m:
+                for q in range(a, e):
+                    tiles[q] ^= m
+        elif o == 1:
+            _recolor_tile(tiles, a, e, 0, 2, 1, m)
+        elif o == 2:
+            _recolor_tile(tiles, a, e, 1, 0, 2, m)
+        elif o == 3:
+            _recolor_tile(tiles, a, e, 1, 2, 0, m)
+        elif o == 4:
+            _recolor_tile(tiles, a, e, 2, 0, 1, m)
+        else:
+            _recolor_tile(tiles, a, e, 2, 1, 0, m)
+
+
+def _move_kernel(inverse: bool):
+    """Compile the keyed block moves: forward grid block k = D_k(tile perm[k]); inverse tile perm[k] =
+    D_k^-1(grid block k), D_k the block's dihedral map. Tiles are contiguous, so the keyed (random) block
+    order costs one short contiguous read or write per block row; unmirrored rows are straight copies.
     """
 
     @numba.njit(cache=True)
-    def kernel(grid, tiles, wp, bs, perm, dihedral, negate, channels, nch):
+    def kernel(grid, tiles, wp, bs, perm, dihedral, nch):
         # Unsigned indices: numba then skips its negative-index wraparound test on every access (3x faster).
         # Negative steps (mirrored blocks) wrap modulo 2**64, which is exact.
         u = np.uint64
         bx = wp // bs
         last = bs - 1
         tile = bs * bs * nch
+        row = u(bs * nch)
         for k in range(perm.size):
             ky, kx = (k // bx) * bs, (k % bx) * bs
             base = perm[k] * tile
             a0, ay, ax, b0, by, bxx = _dihedral(dihedral[k], last)
-            m = np.uint8(255) if negate[k] else np.uint8(0)
-            c0 = u(channels[k, 0])
-            c1 = u(channels[k, 1] if nch == 3 else 0)
-            c2 = u(channels[k, 2] if nch == 3 else 0)
-            step = u((ax * bs + bxx) * nch)
+            step = (ax * bs + bxx) * nch
             for y in range(bs):
                 gp = u(((ky + y) * wp + kx) * nch)
                 tp = u(base + ((a0 + ay * y) * bs + b0 + by * y) * nch)
-                if inverse:
-                    if nch == 3:
-                        for x in range(bs):
-                            tiles[tp + c0] = grid[gp] ^ m
-                            tiles[tp + c1] = grid[gp + u(1)] ^ m
-                            tiles[tp + c2] = grid[gp + u(2)] ^ m
-                            gp += u(3)
-                            tp += step
-                    else:
-                        for x in range(bs):
-                            tiles[tp] = grid[gp] ^ m
-                            gp += u(1)
-                            tp += step
+                if step == nch:  # a tile row in order
+                    for i in range(row):
+                        if inverse:
+                            tiles[tp + i] = grid[gp + i]
+                        else:
+                            grid[gp + i] = tiles[tp + i]
+                elif nch == 3:
+                    for x in range(bs):
+                        if inverse:
+                            tiles[tp], tiles[tp + u(1)], tiles[tp + u(2)] = grid[gp], grid[gp + u(1)], grid[gp + u(2)]
+                        else:
+                            grid[gp], grid[gp + u(1)], grid[gp + u(2)] = tiles[tp], tiles[tp + u(1)], tiles[tp + u(2)]
+                        gp += u(3)
+                        tp += u(step)
                 else:
-                    if nch == 3:
-                        for x in range(bs):
-                            grid[gp] = tiles[tp + c0] ^ m
-                            grid[gp + u(1)] = tiles[tp + c1] ^ m
-                            grid[gp + u(2)] = tiles[tp + c2] ^ m
-                            gp += u(3)
-                            tp += step
-                    else:
-                        for x in range(bs):
-                            grid[gp] = tiles[tp] ^ m
-                            gp += u(1)
-                            tp += step
+                    for x in range(bs):
+                        if inverse:
+                            tiles[tp] = grid[gp]
+                        else:
+                            grid[gp] = tiles[tp]
+                        gp += u(1)
+                        tp += u(step)
 
     return kernel
 
 
 _to_tiles, _from_tiles = _tiles_kernel(True), _tiles_kernel(False)
-_scramble, _unscramble = _transform_kernel(False), _transform_kernel(True)
+_scramble, _unscramble = _move_kernel(False), _move_kernel(True)
 
 
-def _run(image: np.ndarray, stream: KeyStream, block: int, height: int, width: int, inverse: bool) -> np.ndarray:
+_scratch = threading.local()
+
+
+def _scratch_buffer(name: str, shape: tuple) -> np.ndarray:
+    """A per-thread buffer kept between calls: a stream encrypts frame after frame of one size, and a fresh
+    multi-megabyte buffer would cost its page faults again on every frame (about 1 ms per 6 MB here)."""
+    buf = getattr(_scratch, name, None)
+    if buf is None or buf.shape != shape:
+        buf = np.empty(shape, dtype=np.uint8)
+        setattr(_scratch, name, buf)
+    return buf
+
+
+def _run(image: np.ndarray, stream: KeyStream, block: int, height: int, width: int, inverse: bool,
+         scratch: bool = False) -> np.ndarray:
     """Forward: true-size image -> padded scrambled grid; inverse: padded grid -> true-size image."""
     if block not in BLOCK_SIZES:
         raise InputError(f"block size must be one of {BLOCK_SIZES}, got {block}")
@@ -190,23 +233,32 @@ def _run(image: np.ndarray, stream: KeyStream, block: int, height: int, width: i
     hp, wp = padded_size(height, width, block)
     n = (hp // block) * (wp // block)
     key = block_key(stream, n, color=not gray)
+    # Colour order and negation are per-pixel, so they are applied to each source tile in place (the tile
+    # that output block k takes is perm[k]); the block moves are then pure pixel copies.
+    tile_order, tile_negate = np.empty_like(key.order), np.empty_like(key.negate)
+    tile_order[key.perm] = _INVERSE_ORDER[key.order] if inverse else key.order
+    tile_negate[key.perm] = key.negate
     src = np.ascontiguousarray(image).reshape(-1)
-    tiles = np.empty(n * block * block * nch, dtype=np.uint8)
-    out = np.empty(((height, width) if inverse else (hp, wp)) + (() if gray else (nch,)), dtype=np.uint8)
+    tiles = _scratch_buffer("tiles", (n * block * block * nch,))
+    shape = ((height, width) if inverse else (hp, wp)) + (() if gray else (nch,))
+    out = _scratch_buffer("out", shape) if scratch else np.empty(shape, dtype=np.uint8)
     if inverse:
-        _unscramble(src, tiles, wp, block, key.perm, key.dihedral, key.negate, key.channels, nch)
+        _unscramble(src, tiles, wp, block, key.perm, key.dihedral, nch)
+        _recolor(tiles, block * block * nch, tile_order, tile_negate, nch)
         _from_tiles(out.reshape(-1), tiles, height, width, block, wp // block, nch)
     else:
         _to_tiles(src, tiles, height, width, block, wp // block, nch)
-        _scramble(out.reshape(-1), tiles, wp, block, key.perm, key.dihedral, key.negate, key.channels, nch)
+        _recolor(tiles, block * block * nch, tile_order, tile_negate, nch)
+        _scramble(out.reshape(-1), tiles, wp, block, key.perm, key.dihedral, nch)
     return out
 
 
-def encrypt_blocks(image: np.ndarray, stream: KeyStream, block: int) -> np.ndarray:
+def encrypt_blocks(image: np.ndarray, stream: KeyStream, block: int, scratch: bool = False) -> np.ndarray:
     """Scramble into an image padded (edge replication) to a multiple of max(block, 16); the caller
-    records the true size."""
+    records the true size. scratch=True returns a per-thread buffer that the next call overwrites (for a
+    caller that consumes it at once, as the JPEG encoder does)."""
     image = check_image(image)
-    return _run(image, stream, block, image.shape[0], image.shape[1], inverse=False)
+    return _run(image, stream, block, image.shape[0], image.shape[1], inverse=False, scratch=scratch)
 
 
 def decrypt_blocks(image: np.ndarray, stream: KeyStream, block: int, height: int, width: int) -> np.ndarray:

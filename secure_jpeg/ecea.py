@@ -60,7 +60,7 @@ def encrypt(image: np.ndarray, key: bytes, block: int = DEFAULT_BLOCK, quality: 
     nonce = new_nonce() if nonce is None else check_nonce(nonce)
     if block not in BLOCK_SIZES:
         raise InputError(f"block size must be one of {BLOCK_SIZES}, got {block!r}")
-    scrambled = encrypt_blocks(image, KeyStream(key, nonce, "ecea/stage1"), block)
+    scrambled = encrypt_blocks(image, KeyStream(key, nonce, "ecea/stage1"), block, scratch=True)
     ec = jpeg_encode(scrambled, quality, subsampling, restart_interval)
     ece = permute_dc(ec, key, nonce)
     h, w = np.asarray(image).shape[:2]

@@ -15,7 +15,7 @@ import numpy as np
 
 from rdec.runtime.errors import FormatError
 
-from .markers import Frame, HuffmanTable, JpegFile, Scan
+from .markers import Frame, JpegFile, Scan
 
 _ERRORS = {
     -1: "invalid Huffman code",
@@ -30,13 +30,9 @@ _ERRORS = {
 FAST_BITS = 10
 
 
-def huffman_lut(table: HuffmanTable) -> np.ndarray:
-    """16-bit peek -> (code length << 8) | symbol for a canonical Huffman code; 0 marks an invalid code."""
-    return _huffman_lut(table.counts.tobytes(), table.symbols.tobytes())
-
-
 @functools.lru_cache(maxsize=32)
 def _huffman_lut(counts: bytes, symbols: bytes) -> np.ndarray:
+    """16-bit peek -> (code length << 8) | symbol for a canonical Huffman code; 0 marks an invalid code."""
     counts, symbols = np.frombuffer(counts, np.int32), np.frombuffer(symbols, np.int32)
     lut = np.zeros(1 << 16, dtype=np.int32)
     code, k = 0, 0
@@ -53,6 +49,7 @@ def _huffman_lut(counts: bytes, symbols: bytes) -> np.ndarray:
 
 @functools.lru_cache(maxsize=32)
 def _ac_skip_lut(counts: bytes, symbols: bytes) -> np.ndarray:
+    """16-bit peek -> bits to skip (code + value bits) | coefficients advanced << 8 (0 = end of block)."""
     lut = _huffman_lut(counts, symbols)
     length, sym = lut >> 8, lut & 0xFF
     run, size = sym >> 4, sym & 15
@@ -63,16 +60,14 @@ def _ac_skip_lut(counts: bytes, symbols: bytes) -> np.ndarray:
     return skip
 
 
-def ac_skip_lut(table: HuffmanTable) -> np.ndarray:
-    """16-bit peek -> bits to skip (code + value bits) | coefficients advanced << 8 (0 = end of block)."""
-    return _ac_skip_lut(table.counts.tobytes(), table.symbols.tobytes())
-
-
 MULTI_BITS = 12
 
 
 @functools.lru_cache(maxsize=32)
 def _ac_multi_lut(counts: bytes, symbols: bytes) -> np.ndarray:
+    """MULTI_BITS-bit window -> every whole AC symbol (code + value bits) inside it, up to and including an
+    end of block: bits used | coefficients advanced << 8 | end-of-block << 16; 0 if no whole symbol fits.
+    Decoding two or three symbols per lookup is what makes the scan reader fast."""
     skip = _ac_skip_lut(counts, symbols).astype(np.int64)
     v = np.arange(1 << MULTI_BITS, dtype=np.int64)
     pos = np.zeros_like(v)
@@ -92,14 +87,7 @@ def _ac_multi_lut(counts: bytes, symbols: bytes) -> np.ndarray:
     return multi
 
 
-def ac_multi_lut(table: HuffmanTable) -> np.ndarray:
-    """MULTI_BITS-bit window -> every whole AC symbol (code + value bits) inside it, up to and including an
-    end of block: bits used | coefficients advanced << 8 | end-of-block << 16; 0 if no whole symbol fits.
-    Decoding two or three symbols per lookup is what makes the scan reader fast."""
-    return _ac_multi_lut(table.counts.tobytes(), table.symbols.tobytes())
-
-
-def fast_lut(lut16: np.ndarray, code_length: np.ndarray) -> np.ndarray:
+def _fast_lut(lut16: np.ndarray, code_length: np.ndarray) -> np.ndarray:
     """The first-level table on the top FAST_BITS bits: entries of codes longer than that become 0
     (look up the full 16-bit table then). Small enough to stay in L1 cache."""
     idx = np.arange(1 << FAST_BITS) << (16 - FAST_BITS)
@@ -289,6 +277,36 @@ def _analyze(data, ivl_start, ivl_end, n_ivl, n_mcu, restart, slot_comp, slot_dc
     return blk_pos, blk_len, blk_diff, blk_comp, blk_ivl, 0, k
 
 
+@numba.njit(cache=True, inline="always")
+def _put_bytes(out, o, acc, nacc, whole):
+    """Emit the top bytes of the bit buffer (`acc` holds `nacc` bits), 0xFF followed by a stuffed 0x00:
+    four at a time while at least 32 bits are waiting (one test finds a 0xFF among them), then, with
+    whole=True, every remaining whole byte. Returns (o, nacc)."""
+    u = np.uint64
+    while nacc >= 32:
+        w = (acc >> (nacc - 32)) & 0xFFFFFFFF
+        x = w ^ 0xFFFFFFFF  # a 0xFF byte of w is a zero byte of x
+        if ((x - 0x01010101) & ~x & 0x80808080) == 0:
+            out[o] = (w >> 24) & 0xFF
+            out[o + u(1)] = (w >> 16) & 0xFF
+            out[o + u(2)] = (w >> 8) & 0xFF
+            out[o + u(3)] = w & 0xFF
+            o += u(4)
+            nacc -= 32
+        else:
+            break
+    floor = 8 if whole else 32  # without `whole`, just enough that the next 32-bit chunk fits
+    while nacc >= floor:
+        nacc -= 8
+        byte = (acc >> nacc) & 0xFF
+        out[o] = byte
+        o += u(1)
+        if byte == 0xFF:
+            out[o] = 0
+            o += u(1)
+    return o, nacc
+
+
 @numba.njit(cache=True)
 def _rewrite(data, seg, blk_pos, blk_len, blk_ivl, src, ivl_end, raw_start, raw_end, n_ivl):
     """Re-emit the scan: block k gets the DC unit of block src[k] and keeps its own AC bits; re-stuff."""
@@ -296,7 +314,7 @@ def _rewrite(data, seg, blk_pos, blk_len, blk_ivl, src, ivl_end, raw_start, raw_
     out = np.empty(2 * seg.size + 16, dtype=np.uint8)
     o = u(0)
     acc = np.int64(0)
-    nacc = 0
+    nacc = 0  # bits waiting in acc (fewer than 32 between copies, so a 32-bit chunk always fits in 63 bits)
     nb = blk_len.size
     k = 0
     for iv in range(n_ivl):
@@ -311,20 +329,13 @@ def _rewrite(data, seg, blk_pos, blk_len, blk_ivl, src, ivl_end, raw_start, raw_
                     p, n = blk_pos[k] + blk_len[k], nxt - blk_pos[k] - blk_len[k]
                 while n > 0:
                     c = 32 if n > 32 else n
-                    acc = (acc << c) | (_peek32(data, p) >> (32 - c))
+                    acc = ((acc & ((np.int64(1) << nacc) - 1)) << c) | (_peek32(data, p) >> (32 - c))
                     nacc += c
                     p += c
                     n -= c
-                    while nacc >= 8:
-                        nacc -= 8
-                        byte = (acc >> nacc) & 0xFF
-                        out[o] = byte
-                        o += u(1)
-                        if byte == 0xFF:
-                            out[o] = 0
-                            o += u(1)
-                    acc &= (np.int64(1) << nacc) - 1
+                    o, nacc = _put_bytes(out, o, acc, nacc, False)
             k += 1
+        o, nacc = _put_bytes(out, o, acc, nacc, True)  # intervals end on a byte boundary
         # separator (RST marker and any fill bytes) copied verbatim
         if iv + 1 < n_ivl:
             for q in range(raw_end[iv], raw_start[iv + 1]):
@@ -354,7 +365,18 @@ def _stack(tables: dict, size: int) -> np.ndarray:
     out = np.zeros((4, size), dtype=np.int32)
     for i, t in tables.items():
         out[i] = t
+    out.flags.writeable = False
     return out
+
+
+@functools.lru_cache(maxsize=16)
+def _scan_luts(dc: tuple, ac: tuple) -> tuple[np.ndarray, ...]:
+    """The decoding tables of a scan, stacked by table id; cached, as every frame of a stream has the same."""
+    dc_full = {i: _huffman_lut(counts, symbols) for i, counts, symbols in dc}
+    return (_stack(dc_full, 1 << 16),
+            _stack({i: _ac_skip_lut(counts, symbols) for i, counts, symbols in ac}, 1 << 16),
+            _stack({i: _fast_lut(t, t >> 8) for i, t in dc_full.items()}, 1 << FAST_BITS),
+            _stack({i: _ac_multi_lut(counts, symbols) for i, counts, symbols in ac}, 1 << MULTI_BITS))
 
 
 def analyze_scan(jpeg: JpegFile, scan: Scan) -> ScanUnits:
@@ -366,11 +388,9 @@ def analyze_scan(jpeg: JpegFile, scan: Scan) -> ScanUnits:
     data, ivl_start, ivl_end, raw_start, raw_end, n_ivl, status = _unstuff(seg)
     if status:
         raise FormatError(f"corrupted JPEG: {_ERRORS[status]}")
-    dc_luts, ac_luts = _stack({i: huffman_lut(t) for i, t in scan.dc_tables.items()}, 1 << 16), \
-        _stack({i: ac_skip_lut(t) for i, t in scan.ac_tables.items()}, 1 << 16)
-    dc_fast = _stack({i: fast_lut(huffman_lut(t), huffman_lut(t) >> 8) for i, t in scan.dc_tables.items()},
-                     1 << FAST_BITS)
-    ac_multi = _stack({i: ac_multi_lut(t) for i, t in scan.ac_tables.items()}, 1 << MULTI_BITS)
+    dc_luts, ac_luts, dc_fast, ac_multi = _scan_luts(
+        tuple((i, t.counts.tobytes(), t.symbols.tobytes()) for i, t in sorted(scan.dc_tables.items())),
+        tuple((i, t.counts.tobytes(), t.symbols.tobytes()) for i, t in sorted(scan.ac_tables.items())))
     pos, length, diff, comp, ivl, status, k = _analyze(
         data, ivl_start, ivl_end, n_ivl, layout.n_mcu, scan.restart_interval,
         layout.slot_comp, layout.slot_dc, layout.slot_ac, dc_luts, ac_luts, dc_fast, ac_multi)
