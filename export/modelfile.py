@@ -5,13 +5,13 @@ weights) and `inner.pt` (N_i EMA weights); export/default_model/ is one such fol
 """
 from __future__ import annotations
 
-import os
-import tempfile
+import io
 from pathlib import Path
 
 import torch
 
 from rdec.runtime.errors import FormatError, InputError
+from rdec.runtime.fileio import atomic_write
 
 from .config import Config, config_from_dict
 from .networks import CondUNet, OuterModel
@@ -21,21 +21,11 @@ DEFAULT_MODEL_DIR = Path(__file__).resolve().parent / "default_model"
 
 
 def atomic_torch_save(obj, path: str | Path) -> None:
-    """torch.save to a temporary file in the same folder, then os.replace (never a half-written file)."""
-    path = Path(path)
-    if not path.parent.is_dir():
-        raise InputError(f"output folder does not exist: {path.parent}")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+    """torch.save through runtime.fileio.atomic_write (temporary file, then rename: never half-written).
+    Serialized in memory first; checkpoints of these models are tens of MB."""
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    atomic_write(path, buf.getvalue())
 
 
 def safe_load(path: str | Path) -> dict:
