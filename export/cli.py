@@ -41,7 +41,7 @@ def _eval_lossless(args: argparse.Namespace) -> int:
 
     res = run_eval_lossless(args.data, args.out, model=args.model, steps=args.steps, refine=args.refine,
                             limit=args.limit, threads=args.threads, device=args.device,
-                            progress=not args.no_progress)
+                            progress=not args.no_progress, prior_data=args.prior_data)
     print(f"wrote {res['report']} and {res['grid']}", file=sys.stderr)
     return 0
 
@@ -78,8 +78,9 @@ def register(sub) -> None:
                     "c = Enc(block)) and decrypt by DDIM sampling, with no compression in between. Reports per "
                     "image and mean PSNR/SSIM for K = 0 and the chosen K, encrypted-image statistics of x_T "
                     "(entropy under linear and Gaussian-CDF 8-bit mappings, channel means, adjacent-pixel "
-                    "correlation, distance from N(0, I) against block smoothness) and timings. Writes "
-                    "OUT/report.md, OUT/grid.png, OUT/smoothness.png and OUT/results.json.",
+                    "correlation, distance from N(0, I) against block smoothness), a keyless attack (x_T "
+                    "coloured by a Gaussian image model) and timings. Writes OUT/report.md, OUT/grid.png, "
+                    "OUT/smoothness.png and OUT/results.json.",
         epilog="example: rdec eval lossless --data ../shared/data/kodak --out docs/lossless")
     q.add_argument("--data", required=True, help="folder of test images (e.g. ../shared/data/kodak)")
     q.add_argument("--out", required=True, help="output folder for the report")
@@ -87,6 +88,9 @@ def register(sub) -> None:
     q.add_argument("--steps", type=_positive, help="DDIM steps (default: the model's config)")
     q.add_argument("--refine", type=_nonneg, help="fixed-point refinement iterations K (default: the model's)")
     q.add_argument("--limit", type=_positive, help="only the first N images")
+    q.add_argument("--prior-data", help="folder whose 64x64 blocks fit the keyless attack's Gaussian image model "
+                                        "(default: --data; e.g. ../shared/data/train for an attacker without the "
+                                        "test images)")
     q.add_argument("--threads", type=_positive, default=2, help="torch CPU threads (default 2)")
     q.add_argument("--device", default="cpu", help="cpu (default), cuda or auto")
     q.add_argument("--no-progress", action="store_true", help="no progress bar")

@@ -19,6 +19,7 @@ from rdec.runtime.fileio import atomic_write
 from . import metrics as M
 from .blocks import merge_blocks, split_blocks
 from .data import list_images, load_rgb
+from .gaussian_model import StationaryGaussian
 from .modelfile import DEFAULT_MODEL_DIR, load_outer
 from .outer_path import CHUNK, decrypt_blocks, encrypt_blocks
 from .train import pick_device
@@ -65,10 +66,11 @@ def _grid_png(rows: list[tuple[str, np.ndarray, np.ndarray, np.ndarray]]) -> byt
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(len(rows), 3, figsize=(12, 2.8 * len(rows)), dpi=100, squeeze=False)
-    for r, (name, orig, xt8, dec) in enumerate(rows):
+    fig, axes = plt.subplots(len(rows), 4, figsize=(16, 2.8 * len(rows)), dpi=100, squeeze=False)
+    for r, (name, orig, xt8, attack, dec) in enumerate(rows):
         for c, (im, title) in enumerate(((orig, f"{name}: original"),
                                          (xt8, f"x_T (linear, [-{M.LINEAR_RANGE:g}, {M.LINEAR_RANGE:g}])"),
+                                         (attack, "keyless attack: Gaussian-model colouring of x_T"),
                                          (dec, "decrypted"))):
             axes[r, c].imshow(im, interpolation="nearest")
             axes[r, c].set_title(title, fontsize=9)
@@ -109,13 +111,24 @@ def _fmt_db(v: float) -> str:
     return "inf" if v == float("inf") else f"{v:.2f}"
 
 
+def fit_prior(folder) -> StationaryGaussian:
+    """The attacker's Gaussian image model: second-order statistics of the 64x64 blocks of a folder."""
+    g = StationaryGaussian()
+    for f in list_images(folder):
+        g.add(split_blocks(load_rgb(f))[0].astype(np.float64) / 127.5 - 1.0)
+    return g.fit()
+
+
 def run_eval_lossless(data, out, model=None, steps: int | None = None, refine: int | None = None,
-                      limit: int | None = None, threads: int = 2, device: str = "cpu", progress: bool = True) -> dict:
+                      limit: int | None = None, threads: int = 2, device: str = "cpu", progress: bool = True,
+                      prior_data=None) -> dict:
     """Evaluate the lossless channel on every image of `data`; write report.md, grid.png, smoothness.png,
-    results.json into `out`. Returns the paths and the summary numbers."""
+    results.json into `out`. The keyless attack's Gaussian model is fitted on `prior_data` (default: `data`).
+    Returns the paths and the summary numbers."""
     from tqdm import tqdm
 
     files = list_images(data)[:limit] if limit else list_images(data)
+    prior = fit_prior(prior_data if prior_data is not None else data)
     model_dir = Path(model) if model else DEFAULT_MODEL_DIR
     outer_file = model_dir / "outer.pt"
     if not model_dir.is_dir():
@@ -159,6 +172,12 @@ def run_eval_lossless(data, out, model=None, steps: int | None = None, refine: i
                 xt_blocks = x_T.double().cpu().numpy()
                 xt = merge_blocks(xt_blocks, layout)
                 rec["noise"] = _noise_stats(xt)
+                white = prior.whiten(x0.double().cpu().numpy())
+                r_white = [float(np.corrcoef(xt_blocks[b].ravel(), white[b].ravel())[0, 1])
+                           for b in range(xt_blocks.shape[0])]
+                attack = merge_blocks(np.clip(prior.color(xt_blocks) * 127.5 + 127.5, 0, 255), layout)
+                rec["attack"] = {"corr_white_mean": float(np.mean(r_white)), "corr_white_min": float(np.min(r_white)),
+                                 "psnr": M.psnr(orig, attack), "ssim": M.ssim(orig, attack)}
                 rec["orig_corr"] = M.adjacent_correlation(orig.astype(np.float64))
                 for b in range(xt_blocks.shape[0]):
                     st = M.block_noise_stats(xt_blocks[b])
@@ -173,6 +192,7 @@ def run_eval_lossless(data, out, model=None, steps: int | None = None, refine: i
                                                             np.random.default_rng(1).standard_normal((64, 3, 64, 64))]))
                 if idx < GRID_IMAGES:
                     grid_rows.append((f.stem, orig[::2, ::2], M.to_8bit_linear(xt)[::2, ::2],
+                                      np.round(attack).astype(np.uint8)[::2, ::2],
                                       np.round(dec).astype(np.uint8)[::2, ::2]))
             bar.update(1)
         if idx == 0:  # convergence of the refinement on a few blocks of the first image
@@ -202,6 +222,8 @@ def run_eval_lossless(data, out, model=None, steps: int | None = None, refine: i
     noise_mean["mean_cdf8"] = [float(np.mean([r["noise"]["mean_cdf8"][c] for r in per_image])) for c in range(3)]
     noise_mean["corr"] = {d: float(np.mean([r["noise"]["corr"][d] for r in per_image])) for d in "HVD"}
     orig_corr = {d: float(np.mean([r["orig_corr"][d] for r in per_image])) for d in "HVD"}
+    attack = {key: float(np.mean([r["attack"][key] for r in per_image])) for key in per_image[0]["attack"]}
+    attack["corr_white_min"] = float(min(r["attack"]["corr_white_min"] for r in per_image))
 
     smooth, ks, corr, std = map(np.asarray, (all_smooth, all_ks, all_corr, all_std))
     edges = np.quantile(smooth, np.linspace(0, 1, SMOOTH_BINS + 1))
@@ -216,7 +238,9 @@ def run_eval_lossless(data, out, model=None, steps: int | None = None, refine: i
     results = {"model": str(model_dir), "trained_step": trained_step, "config": cfg.name, "steps": S, "refine": K,
                "device": str(dev), "threads": threads, "cpu": _cpu_name(), "torch": torch.__version__,
                "date_utc": time.strftime("%Y-%m-%d %H:%M", time.gmtime()), "data": str(data),
-               "summary": summary, "noise": noise_mean, "noise_ideal": ref_stats, "orig_corr": orig_corr,
+               "summary": summary, "noise": noise_mean, "attack": attack,
+               "prior_data": str(prior_data if prior_data is not None else data), "noise_ideal": ref_stats,
+               "orig_corr": orig_corr,
                "smoothness_bins": bins, "spearman_smooth_ks": spearman, "convergence": conv, "images": per_image}
     report = _report(results, Ks)
     atomic_write(out / "results.json", json.dumps(results, indent=1).encode())
@@ -274,6 +298,20 @@ def _report(R: dict, Ks: list[int]) -> str:
           "| smoothness bin | blocks | mean KS | mean corr | mean std |", "|---|---|---|---|---|"]
     for b in R["smoothness_bins"]:
         L.append(f"| {b['lo']:.2f} - {b['hi']:.2f} | {b['n']} | {b['ks']:.4f} | {b['corr']:+.4f} | {b['std']:.4f} |")
+    a = R["attack"]
+    L += ["\n## Keyless attack: x_T is largely the whitened block\n",
+          "For Gaussian images x0 ~ N(mu, S), exact DDIM inversion ends at x_T = S^(-1/2) (x0 - mu), the block "
+          "whitened, and natural images are close to Gaussian in their second-order statistics. The attacker's "
+          "model: a stationary Gaussian (colour PCA, power spectrum of each component over the block's "
+          f"even-symmetric extension) fitted on the 64x64 blocks of `{R['prior_data']}` "
+          "(`rdec.export.gaussian_model`). *corr* = Pearson correlation of each block's x_T with the whitened "
+          "original block; *attack* = x_T coloured with S^(1/2) (no key, no network, no c), scored against the "
+          "original. Ideal noise independent of the image gives corr 0 and an attack SSIM near 0.\n",
+          "| statistic | value |", "|---|---|",
+          f"| corr(x_T, whitened block), mean over blocks | {a['corr_white_mean']:+.3f} |",
+          f"| corr(x_T, whitened block), lowest block | {a['corr_white_min']:+.3f} |",
+          f"| attack PSNR (dB), mean over images | {a['psnr']:.2f} |",
+          f"| attack SSIM, mean over images | {a['ssim']:.4f} |"]
     L += ["\n## Refinement convergence\n",
           f"First image, first {CONV_BLOCKS} blocks, {S} steps: reconstruction error against K.\n",
           "| K | PSNR (dB) | max error (of 255) |", "|---|---|---|"]
@@ -281,12 +319,13 @@ def _report(R: dict, Ks: list[int]) -> str:
         L.append(f"| {c['K']} | {_fmt_db(c['psnr'])} | {c['max_err']:.2e} |")
     L += ["\n## Per image\n",
           "| image | size | blocks | " + " | ".join(f"PSNR K={k} | SSIM K={k}" for k in Ks)
-          + " | entropy CDF | entropy linear | corr H/V/D of x_T |",
-          "|---|---|---|" + "---|---|" * len(Ks) + "---|---|---|"]
+          + " | entropy CDF | entropy linear | corr H/V/D of x_T | corr with whitened | attack PSNR / SSIM |",
+          "|---|---|---|" + "---|---|" * len(Ks) + "---|---|---|---|---|"]
     for r in R["images"]:
         cells = " | ".join(f"{_fmt_db(r[f'K{k}']['psnr'])} | {r[f'K{k}']['ssim']:.5f}" for k in Ks)
         cr = r["noise"]["corr"]
         L.append(f"| {r['image']} | {r['size']} | {r['blocks']} | {cells} | {r['noise']['entropy_cdf']:.4f} | "
-                 f"{r['noise']['entropy_linear']:.4f} | {cr['H']:+.3f} / {cr['V']:+.3f} / {cr['D']:+.3f} |")
-    L += ["\n## Figures\n", "![original / x_T / decrypted](grid.png)\n", "![x_T vs smoothness](smoothness.png)\n"]
+                 f"{r['noise']['entropy_linear']:.4f} | {cr['H']:+.3f} / {cr['V']:+.3f} / {cr['D']:+.3f} | "
+                 f"{r['attack']['corr_white_mean']:+.3f} | {r['attack']['psnr']:.2f} / {r['attack']['ssim']:.4f} |")
+    L += ["\n## Figures\n", "![original / x_T / keyless attack / decrypted](grid.png)\n", "![x_T vs smoothness](smoothness.png)\n"]
     return "\n".join(L) + "\n"

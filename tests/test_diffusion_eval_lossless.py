@@ -60,6 +60,9 @@ def test_eval_lossless_writes_report_and_refinement_helps(model_dir, images, tmp
     rep = (out / "report.md").read_text()
     assert "| K | PSNR (dB)" in rep and "Gaussian-CDF" in rep and "photo_96x64.png" in rep
     assert res["results"]["noise_ideal"]["entropy_cdf"] > 7.99
+    a = R["attack"]
+    assert -1 <= a["corr_white_min"] <= a["corr_white_mean"] <= 1 and 0 <= a["ssim"] <= 1 and a["psnr"] > 0
+    assert all("attack" in r for r in R["images"]) and "Keyless attack" in rep
 
 
 def test_eval_cli_errors(model_dir, images, tmp_path, capsys):
