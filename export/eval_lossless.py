@@ -20,8 +20,8 @@ from . import metrics as M
 from .blocks import merge_blocks, split_blocks
 from .data import list_images, load_rgb
 from .gaussian_model import StationaryGaussian
-from .modelfile import DEFAULT_MODEL_DIR, load_outer
-from .outer_path import CHUNK, decrypt_blocks, encrypt_blocks
+from .modelfile import DEFAULT_MODEL_DIR, load_inner, load_outer
+from .outer_path import CHUNK, decrypt_blocks, encrypt_blocks, invert, sample
 from .train import pick_device
 
 GRID_IMAGES = 4
@@ -111,6 +111,21 @@ def _fmt_db(v: float) -> str:
     return "inf" if v == float("inf") else f"{v:.2f}"
 
 
+def _inner_check(net, inner_net, cfg, xs, x_T, c, S: int, K: int, ref8: np.ndarray) -> dict:
+    """The inner pass on a few blocks: y = N_i sampling from x_T (what the codec would compress), how
+    image-like y is, and how exactly N_i's inversion (K = 0, the default K, 6) returns x_T and the block."""
+    y = sample(inner_net, x_T, c, cfg.ddim, S)
+    yv, xv = y.double().cpu().numpy(), xs.double().cpu().numpy()
+    out = {"y_std": float(yv.std()), "y_min": float(yv.min()), "y_max": float(yv.max()),
+           "y_in_range": float(np.mean(np.abs(yv) <= 1.0)),
+           "corr_y_block": float(np.corrcoef(yv.ravel(), xv.ravel())[0, 1]), "inversion": []}
+    for k in sorted({0, K, 6}):
+        xh = invert(inner_net, y, c, cfg.ddim, S, k)
+        d = _to_255(decrypt_blocks(net, xh, c, cfg.ddim, S))
+        out["inversion"].append({"K": k, "xT_max_err": float((xh - x_T).abs().max()), "psnr": M.psnr(ref8, d)})
+    return out
+
+
 def fit_prior(folder) -> StationaryGaussian:
     """The attacker's Gaussian image model: second-order statistics of the 64x64 blocks of a folder."""
     g = StationaryGaussian()
@@ -134,6 +149,9 @@ def run_eval_lossless(data, out, model=None, steps: int | None = None, refine: i
     if not model_dir.is_dir():
         raise InputError(f"no such model folder: {model_dir}")
     cfg, net, trained_step = load_outer(outer_file)
+    inner_file = model_dir / "inner.pt"
+    inner_net, inner_step = load_inner(inner_file)[1:] if inner_file.is_file() else (None, None)
+    inner = None
     S = steps or cfg.ddim.steps
     K = cfg.ddim.refine if refine is None else refine
     if not 1 <= S <= cfg.ddim.T:
@@ -147,6 +165,7 @@ def run_eval_lossless(data, out, model=None, steps: int | None = None, refine: i
     torch.set_num_threads(threads)
     dev = pick_device(device)
     net = net.to(dev)
+    inner_net = inner_net.to(dev) if inner_net is not None else None
 
     per_image, grid_rows, conv = [], [], []
     all_smooth, all_ks, all_corr, all_std = [], [], [], []
@@ -202,6 +221,10 @@ def run_eval_lossless(data, out, model=None, steps: int | None = None, refine: i
                 x_T, c = encrypt_blocks(net, xs, cfg.ddim, S, k)
                 d = _to_255(decrypt_blocks(net, x_T, c, cfg.ddim, S))
                 conv.append({"K": k, "psnr": M.psnr(ref8, d), "max_err": float(np.abs(d - ref8).max())})
+                if k == K:
+                    xs_T, xs_c = x_T, c
+            if inner_net is not None:
+                inner = _inner_check(net, inner_net, cfg, xs, xs_T, xs_c, S, K, ref8)
         per_image.append(rec)
     bar.close()
 
@@ -241,7 +264,8 @@ def run_eval_lossless(data, out, model=None, steps: int | None = None, refine: i
                "summary": summary, "noise": noise_mean, "attack": attack,
                "prior_data": str(prior_data if prior_data is not None else data), "noise_ideal": ref_stats,
                "orig_corr": orig_corr,
-               "smoothness_bins": bins, "spearman_smooth_ks": spearman, "convergence": conv, "images": per_image}
+               "smoothness_bins": bins, "spearman_smooth_ks": spearman,
+               "inner": inner, "inner_step": inner_step, "convergence": conv, "images": per_image}
     report = _report(results, Ks)
     atomic_write(out / "results.json", json.dumps(results, indent=1).encode())
     atomic_write(out / "report.md", report.encode())
@@ -317,6 +341,18 @@ def _report(R: dict, Ks: list[int]) -> str:
           "| K | PSNR (dB) | max error (of 255) |", "|---|---|---|"]
     for c in R["convergence"]:
         L.append(f"| {c['K']} | {_fmt_db(c['psnr'])} | {c['max_err']:.2e} |")
+    if R["inner"] is not None:
+        i = R["inner"]
+        L += ["\n## Inner pass (N_i): x_T -> y -> x_T^ on the same blocks\n",
+              f"Inner model after {R['inner_step']} training steps. y = DDIM sampling of N_i from the encrypted x_T "
+              f"(K = {K}) with the same c: the representation the codec compresses. Ideal: image-like y (values "
+              "in [-1, 1]) and an exact inversion. The decrypted PSNR goes through both inversions and the outer "
+              "sampling, with no compression.\n",
+              f"y: std {i['y_std']:.3f}, range {i['y_min']:+.2f} .. {i['y_max']:+.2f}, {100 * i['y_in_range']:.1f} % "
+              f"of values in [-1, 1], correlation with the original block {i['corr_y_block']:+.3f}.\n",
+              "| K (inner inversion) | max abs x_T^ - x_T | decrypted PSNR (dB) |", "|---|---|---|"]
+        for v in i["inversion"]:
+            L.append(f"| {v['K']} | {v['xT_max_err']:.2e} | {_fmt_db(v['psnr'])} |")
     L += ["\n## Per image\n",
           "| image | size | blocks | " + " | ".join(f"PSNR K={k} | SSIM K={k}" for k in Ks)
           + " | entropy CDF | entropy linear | corr H/V/D of x_T | corr with whitened | attack PSNR / SSIM |",

@@ -1,5 +1,6 @@
 """The outer (lossless-channel) path in torch: encrypt = c = Enc(block) and DDIM inversion to x_T with
-fixed-point refinement; decrypt = DDIM sampling from x_T with c. Used by evaluation and tests.
+fixed-point refinement; decrypt = DDIM sampling from x_T with c. `invert`/`sample` run either UNet (the
+inner N_i too). Used by evaluation and tests.
 
 Blocks are independent (GroupNorm and attention work per block), so they go through the networks in
 chunks: on this 2-core CPU a chunk of 24 blocks ran a UNet pass ~30% faster per block than all 96 blocks
@@ -11,7 +12,7 @@ import torch
 
 from .config import DDIMConfig
 from .ddim import ddim_invert, ddim_sample
-from .networks import OuterModel
+from .networks import CondUNet, OuterModel
 
 CHUNK = 24
 
@@ -21,18 +22,29 @@ def _kw(d: DDIMConfig) -> dict:
 
 
 @torch.no_grad()
+def invert(unet: CondUNet, x0: torch.Tensor, c: torch.Tensor, ddim: DDIMConfig, steps: int, refine: int,
+           chunk: int = CHUNK) -> torch.Tensor:
+    """DDIM inversion of blocks through one conditional UNet (N_o or N_i), chunk by chunk."""
+    return torch.cat([ddim_invert(unet, x, cc, steps, refine=refine, relax=ddim.relax, **_kw(ddim))
+                      for x, cc in zip(x0.split(chunk), c.split(chunk))])
+
+
+@torch.no_grad()
+def sample(unet: CondUNet, x_T: torch.Tensor, c: torch.Tensor, ddim: DDIMConfig, steps: int,
+           chunk: int = CHUNK) -> torch.Tensor:
+    """DDIM sampling of blocks through one conditional UNet, chunk by chunk: the twin of `invert`."""
+    return torch.cat([ddim_sample(unet, x, cc, steps, **_kw(ddim)) for x, cc in zip(x_T.split(chunk), c.split(chunk))])
+
+
+@torch.no_grad()
 def encrypt_blocks(model: OuterModel, x0: torch.Tensor, ddim: DDIMConfig, steps: int, refine: int,
                    chunk: int = CHUNK) -> tuple[torch.Tensor, torch.Tensor]:
     """Blocks (N, 3, 64, 64) in [-1, 1] -> (x_T, c)."""
     c = torch.cat([model.enc(x) for x in x0.split(chunk)])
-    x_T = torch.cat([ddim_invert(model.unet, x, cc, steps, refine=refine, relax=ddim.relax, **_kw(ddim))
-                     for x, cc in zip(x0.split(chunk), c.split(chunk))])
-    return x_T, c
+    return invert(model.unet, x0, c, ddim, steps, refine, chunk), c
 
 
-@torch.no_grad()
 def decrypt_blocks(model: OuterModel, x_T: torch.Tensor, c: torch.Tensor, ddim: DDIMConfig, steps: int,
                    chunk: int = CHUNK) -> torch.Tensor:
     """(x_T, c) -> blocks in [-1, 1] scale (not clipped)."""
-    return torch.cat([ddim_sample(model.unet, x, cc, steps, **_kw(ddim))
-                      for x, cc in zip(x_T.split(chunk), c.split(chunk))])
+    return sample(model.unet, x_T, c, ddim, steps, chunk)

@@ -10,7 +10,7 @@ from rdec.export import metrics as M
 from rdec.export.config import load_config
 from rdec.export.eval_lossless import run_eval_lossless
 from rdec.export.modelfile import save_model_file
-from rdec.export.networks import OuterModel
+from rdec.export.networks import CondUNet, OuterModel
 from rdec.runtime.cli import main
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -30,6 +30,13 @@ def model_dir(tmp_path_factory):
             if p.abs().sum() == 0 and p.dim() > 1:
                 p.normal_(0, 0.003)
     save_model_file(d / "outer.pt", "outer", cfg, m.state_dict(), step=0)
+    torch.manual_seed(1)
+    inner = CondUNet(cfg.unet)
+    with torch.no_grad():
+        for p in inner.parameters():
+            if p.abs().sum() == 0 and p.dim() > 1:
+                p.normal_(0, 0.003)
+    save_model_file(d / "inner.pt", "inner", cfg, inner.state_dict(), step=7)
     return d
 
 
@@ -63,6 +70,10 @@ def test_eval_lossless_writes_report_and_refinement_helps(model_dir, images, tmp
     a = R["attack"]
     assert -1 <= a["corr_white_min"] <= a["corr_white_mean"] <= 1 and 0 <= a["ssim"] <= 1 and a["psnr"] > 0
     assert all("attack" in r for r in R["images"]) and "Keyless attack" in rep
+    i = R["inner"]
+    assert R["inner_step"] == 7 and [v["K"] for v in i["inversion"]] == [0, 6] and "Inner pass" in rep
+    assert i["inversion"][1]["xT_max_err"] < i["inversion"][0]["xT_max_err"]
+    assert 0 <= i["y_in_range"] <= 1 and i["y_min"] <= i["y_max"]
 
 
 def test_eval_cli_errors(model_dir, images, tmp_path, capsys):
@@ -102,3 +113,13 @@ def test_metrics_reference_values():
     assert M.ssim(img, rng.integers(0, 256, img.shape).astype(np.float64)) < 0.1
     assert M.entropy8(np.zeros(100, np.uint8)) == 0.0
     assert M.entropy8(np.arange(256, dtype=np.uint8)) == pytest.approx(8.0)
+
+
+def test_eval_without_inner_model(model_dir, images, tmp_path):
+    outer_only = tmp_path / "outer_only"
+    outer_only.mkdir()
+    (outer_only / "outer.pt").write_bytes((model_dir / "outer.pt").read_bytes())
+    res = run_eval_lossless(images, tmp_path / "rep", model=outer_only, steps=2, refine=1, limit=1, threads=1,
+                            progress=False)
+    assert res["results"]["inner"] is None
+    assert "Inner pass" not in (tmp_path / "rep" / "report.md").read_text()
