@@ -46,7 +46,8 @@ class Config:
     name: str
     ddim: DDIMConfig
     encoder: EncoderConfig
-    unet: UNetConfig
+    unet: UNetConfig  # N_o
+    inner_unet: UNetConfig  # N_i: [unet] with the keys of the optional [inner] section replaced
     stages: dict[int, StageConfig]
     raw: dict   # the parsed TOML, stored with checkpoints and model files
 
@@ -92,31 +93,41 @@ def config_from_dict(raw: dict, source: str = "<dict>") -> Config:
     """Validate a parsed TOML dict into a Config."""
     enc_sec = _section(raw, "encoder", source)
     enc = _build(EncoderConfig, enc_sec, "encoder", source, tuples=("mults",))
-    unet = _build(UNetConfig, _section(raw, "unet", source), "unet", source, tuples=("mults", "attn_res"),
-                  c_dim=enc.c_dim)
     ddim = _build(DDIMConfig, _section(raw, "ddim", source), "ddim", source)
+    sched = {"c_dim": enc.c_dim, "T": ddim.T, "beta_start": ddim.beta_start, "beta_end": ddim.beta_end}
+    unet_sec = _section(raw, "unet", source)
+    inner_sec = raw.get("inner", {})
+    if not isinstance(inner_sec, dict):
+        raise InputError(f"config {source}: [inner] must be a section")
+    unet = _build(UNetConfig, unet_sec, "unet", source, tuples=("mults", "attn_res"), **sched)
+    inner_unet = _build(UNetConfig, {**unet_sec, **inner_sec}, "inner", source, tuples=("mults", "attn_res"), **sched)
     stages = {}
     for s in (1, 2):
         stages[s] = _build(StageConfig, _section(raw, f"stage{s}", source), f"stage{s}", source)
         if stages[s].batch < 1 or stages[s].steps < 1 or stages[s].ckpt_every < 1 or stages[s].log_every < 1:
             raise InputError(f"config {source}: stage{s} steps, batch, ckpt_every and log_every must be >= 1")
-    for c in (enc, unet):
+    for u in (unet, inner_unet):
+        if u.param not in ("eps", "v"):
+            raise InputError(f"config {source}: param must be eps or v, got {u.param!r}")
+    for c in (enc, unet, inner_unet):
         if c.block % c.unshuffle or 64 % c.unshuffle:
             raise InputError(f"config {source}: unshuffle must divide the 64-pixel block")
         widths = [c.ch * m for m in c.mults] + [c.ch]
         if any(w % c.groups for w in widths):
             raise InputError(f"config {source}: groups={c.groups} must divide every channel width {widths}")
-    if unet.ch % 2:
-        raise InputError(f"config {source}: unet.ch must be even (sinusoidal time embedding)")
-    if (unet.block // unet.unshuffle) % (2 ** (len(unet.mults) - 1)):
-        raise InputError(f"config {source}: too many UNet levels for the block size")
+    for u in (unet, inner_unet):
+        if u.ch % 2:
+            raise InputError(f"config {source}: unet.ch must be even (sinusoidal time embedding)")
+        if (u.block // u.unshuffle) % (2 ** (len(u.mults) - 1)):
+            raise InputError(f"config {source}: too many UNet levels for the block size")
     if not 1 <= ddim.steps <= ddim.T:
         raise InputError(f"config {source}: ddim.steps must be in 1..T")
     if ddim.spacing not in SPACINGS:
         raise InputError(f"config {source}: ddim.spacing must be one of {', '.join(SPACINGS)}")
     if not 0 < ddim.beta_start < ddim.beta_end < 1:
         raise InputError(f"config {source}: need 0 < beta_start < beta_end < 1")
-    return Config(name=str(raw.get("name", source)), ddim=ddim, encoder=enc, unet=unet, stages=stages, raw=raw)
+    return Config(name=str(raw.get("name", source)), ddim=ddim, encoder=enc, unet=unet, inner_unet=inner_unet,
+                  stages=stages, raw=raw)
 
 
 def load_config(path: str | Path) -> Config:

@@ -73,7 +73,7 @@ def load_inner(path: str | Path) -> tuple[Config, CondUNet, int]:
     if obj.get("kind") != "inner":
         raise FormatError(f"{path} is not an inner (N_i) model file")
     cfg = config_from_dict(obj["config"], str(path))
-    m = CondUNet(cfg.unet)
+    m = CondUNet(cfg.inner_unet)
     _load_into(m, obj["state_dict"], path)
     return cfg, m.eval(), int(obj.get("step", 0))
 
@@ -98,7 +98,8 @@ def publish_model(run_dir: str | Path, dest: str | Path, config: Config) -> list
         if kind == "inner" and not (run_dir / name).is_file():
             continue  # stage 2 not trained (yet): publish the outer model alone
         obj = safe_load(run_dir / name)
-        if config_from_dict(obj["config"], name).unet != config.unet:
+        field = "unet" if kind == "outer" else "inner_unet"
+        if getattr(config_from_dict(obj["config"], name), field) != getattr(config, field):
             raise FormatError(f"{run_dir / name} was trained with a different UNet than {config.name}")
         save_model_file(dest / name, kind, config, obj["state_dict"], int(obj["step"]), half=True)
         written.append(dest / name)

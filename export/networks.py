@@ -13,6 +13,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from rdec.runtime.ddim import alphas_cumprod
+
 
 @dataclass(frozen=True)
 class UNetConfig:
@@ -27,6 +29,13 @@ class UNetConfig:
     unshuffle: int = 2
     block: int = 64
     c_dim: int = 128
+    # "eps": the network's output is eps. "v": it is v (Salimans & Ho 2022) and the module returns
+    # eps = sqrt(1 - abar_t) x_t + sqrt(abar_t) v, so the identity that dominates eps at high noise is exact
+    # and a network error there no longer becomes a large x0 error when sampling.
+    param: str = "eps"
+    T: int = 1000  # the schedule (copied from [ddim]): "v" needs abar_t
+    beta_start: float = 1e-4
+    beta_end: float = 0.02
 
 
 @dataclass(frozen=True)
@@ -113,7 +122,8 @@ class Attention(nn.Module):
 
 
 class CondUNet(nn.Module):
-    """eps(x_t, t, c) for 3 x block x block inputs in [-1, 1] scale; output has the input's shape."""
+    """eps(x_t, t, c) for 3 x block x block inputs in [-1, 1] scale; output has the input's shape (the network
+    predicts eps directly, or v with `param = "v"`)."""
 
     def __init__(self, cfg: UNetConfig):
         super().__init__()
@@ -156,6 +166,10 @@ class CondUNet(nn.Module):
                     res *= 2
                 self.up.append(layer)
         self.out = nn.Sequential(nn.GroupNorm(cfg.groups, cur), nn.SiLU(), _zero(nn.Conv2d(cur, cin, 3, padding=1)))
+        if cfg.param == "v":  # not saved: derived from the config
+            ab = torch.from_numpy(alphas_cumprod(cfg.T, cfg.beta_start, cfg.beta_end)).float()
+            self.register_buffer("sqrt_ab", ab.sqrt(), persistent=False)
+            self.register_buffer("sqrt_1m_ab", (1 - ab).sqrt(), persistent=False)
 
     @staticmethod
     def _run(layer: nn.ModuleList, h: torch.Tensor, temb: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
@@ -176,7 +190,11 @@ class CondUNet(nn.Module):
         for layer in self.up:
             h = self._run(layer, torch.cat([h, hs.pop()], dim=1), temb, c)
         h = self.out(h)
-        return F.pixel_shuffle(h, u) if u > 1 else h
+        out = F.pixel_shuffle(h, u) if u > 1 else h
+        if self.cfg.param == "v":
+            shape = (-1,) + (1,) * (x.dim() - 1)
+            out = self.sqrt_1m_ab[t].view(shape).to(x.dtype) * x + self.sqrt_ab[t].view(shape).to(x.dtype) * out
+        return out
 
 
 class SemanticEncoder(nn.Module):

@@ -162,9 +162,9 @@ def train(config: str | Path, stage: int, data: str | Path, out: str | Path, res
             if ocfg.encoder.c_dim != cfg.unet.c_dim:
                 raise InputError(f"{outer_path} has c_dim {ocfg.encoder.c_dim}, config wants {cfg.unet.c_dim}")
             enc = om.enc.to(dev).eval().requires_grad_(False)
-            model = CondUNet(cfg.unet)
+            model = CondUNet(cfg.inner_unet)
         model.to(dev)
-        ema = (OuterModel(cfg.encoder, cfg.unet) if stage == 1 else CondUNet(cfg.unet)).to(dev)
+        ema = (OuterModel(cfg.encoder, cfg.unet) if stage == 1 else CondUNet(cfg.inner_unet)).to(dev)
         ema.load_state_dict(model.state_dict())
         ema.requires_grad_(False)
         opt = torch.optim.Adam(model.parameters(), lr=sc.lr)

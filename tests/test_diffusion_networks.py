@@ -1,4 +1,6 @@
 """Networks, configs and block layout of the diffusion side: shapes, dtypes, config validation."""
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -124,3 +126,50 @@ def test_unet_and_encoder_export_to_onnx_and_match(tmp_path):
     assert np.abs(ref).max() > 1e-3
     np.testing.assert_allclose(eps, ref, rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(e.run(None, {"x": x.numpy()})[0], c.numpy(), rtol=1e-4, atol=1e-5)
+
+
+def _v_config(tmp_path, inner_only=True):
+    text = (CONFIG_DIR / "tiny.toml").read_text()
+    text += '\n[inner]\nparam = "v"\n' if inner_only else ""
+    if not inner_only:
+        text = text.replace("[unet]\n", '[unet]\nparam = "v"\n')
+    (tmp_path / "v.toml").write_text(text)
+    return load_config(tmp_path / "v.toml")
+
+
+def test_v_parameterisation(tmp_path):
+    """param = "v": the untrained net (v = 0) returns eps = sqrt(1 - abar_t) x_t, i.e. it predicts x0 = 0 at
+    every t instead of eps = 0; [inner] changes only N_i; the graph still exports to ONNX."""
+    import onnxruntime as ort
+
+    from rdec.runtime.ddim import alphas_cumprod
+
+    cfg = _v_config(tmp_path)
+    assert cfg.unet.param == "eps" and cfg.inner_unet.param == "v"
+    assert cfg.inner_unet.ch == cfg.unet.ch and cfg.inner_unet.T == cfg.ddim.T
+    net = CondUNet(cfg.inner_unet).eval()
+    assert set(net.state_dict()) == set(CondUNet(cfg.unet).state_dict())  # same weights, schedule not saved
+    x, t = torch.randn(3, 3, 64, 64), torch.tensor([0, 500, 999])
+    c = torch.randn(3, cfg.unet.c_dim)
+    ab = torch.from_numpy(alphas_cumprod()).float()[t].view(-1, 1, 1, 1)
+    with torch.no_grad():
+        torch.testing.assert_close(net(x, t, c), (1 - ab).sqrt() * x)
+        for p in net.parameters():
+            if p.abs().sum() == 0 and p.dim() > 1:
+                p.normal_(0, 0.05)
+        ref = net(x, t, c).numpy()
+    torch.onnx.export(net, (x, t, c), tmp_path / "v.onnx", input_names=["x", "t", "c"], output_names=["eps"],
+                      dynamo=False, opset_version=17)
+    sess = ort.InferenceSession(str(tmp_path / "v.onnx"), providers=["CPUExecutionProvider"])
+    np.testing.assert_allclose(sess.run(None, {"x": x.numpy(), "t": t.numpy(), "c": c.numpy()})[0], ref,
+                               rtol=1e-4, atol=1e-5)
+
+
+def test_bad_param_and_inner_section(tmp_path):
+    base = (CONFIG_DIR / "tiny.toml").read_text()
+    for extra, msg in (('\n[inner]\nparam = "x0"\n', "param must be eps or v"),
+                       ('\n[inner]\nwidth = 3\n', "unknown key"),
+                       ('\ninner = 3\n', "[inner] must be a section")):
+        (tmp_path / "b.toml").write_text(extra + base if extra.startswith("\ninner") else base + extra)
+        with pytest.raises(InputError, match=re.escape(msg)):
+            load_config(tmp_path / "b.toml")

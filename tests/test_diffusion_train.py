@@ -12,9 +12,9 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from rdec.export.config import load_config
+from rdec.export.config import CONFIG_DIR, load_config
 from rdec.export.ddim import Schedule
-from rdec.export.modelfile import load_inner, load_outer, safe_load
+from rdec.export.modelfile import load_inner, load_outer, publish_model, safe_load
 from rdec.export.train import read_loss_csv, train
 from rdec.runtime.cli import main
 from rdec.runtime.errors import FormatError, InputError
@@ -187,3 +187,18 @@ def test_train_help_mentions_stages(capsys):
     assert e.value.code == 0
     out = capsys.readouterr().out
     assert "--stage" in out and "--resume" in out and "torchrun" in out
+
+
+def test_stage2_trains_a_v_parameterised_inner_model(data_dir, tmp_path):
+    text = (CONFIG_DIR / "tiny.toml").read_text() + '\n[inner]\nparam = "v"\n'
+    (tmp_path / "v.toml").write_text(text)
+    out = tmp_path / "run"
+    train(tmp_path / "v.toml", 1, data_dir, out, steps=3, device="cpu", threads=1, progress=False)
+    res = train(tmp_path / "v.toml", 2, data_dir, out, steps=10, device="cpu", threads=1, progress=False)
+    assert res["step"] == 10
+    cfg, inner, _ = load_inner(out / "inner.pt")
+    assert cfg.inner_unet.param == "v" and inner.cfg.param == "v"
+    written = publish_model(out, tmp_path / "pub", load_config(tmp_path / "v.toml"))
+    assert {p.name for p in written} >= {"outer.pt", "inner.pt"}
+    with pytest.raises(FormatError, match="different UNet"):
+        publish_model(out, tmp_path / "pub2", load_config("tiny"))
