@@ -106,7 +106,8 @@ def breakdown(img: np.ndarray, key: bytes, repeats: int) -> None:
     for name, t in med.items():
         print(f"    {name:38s} {t * 1e3:6.2f} ms")
     scan = med["  of which: Huffman decode of the scan"] + med["  of which: scan re-emission"]
-    for what, pillow in (("encode", "Pillow encode of the scrambled frame"), ("decode", "Pillow decode of the EC file")):
+    for what, pillow in (("encode", "Pillow encode of the scrambled frame"),
+                         ("decode", "Pillow decode of the EC file")):
         floor, base = med[pillow] + scan, med[f"plain Pillow {what} (the baseline)"]
         print(f"  floor of the design, {what}: Pillow {what} + Huffman decode + re-emission (stage 1 and the rest "
               f"free) {floor * 1e3:.2f} ms = {floor / base:.2f}x a plain Pillow {what} ({base * 1e3:.2f} ms)")

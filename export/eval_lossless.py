@@ -60,7 +60,7 @@ def _noise_stats(xt: np.ndarray) -> dict:
     }
 
 
-def _grid_png(rows: list[tuple[str, np.ndarray, np.ndarray, np.ndarray]]) -> bytes:
+def _grid_png(rows: list[tuple[str, np.ndarray, np.ndarray, np.ndarray, np.ndarray]]) -> bytes:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -143,7 +143,6 @@ def run_eval_lossless(data, out, model=None, steps: int | None = None, refine: i
     from tqdm import tqdm
 
     files = list_images(data)[:limit] if limit else list_images(data)
-    prior = fit_prior(prior_data if prior_data is not None else data)
     model_dir = Path(model) if model else DEFAULT_MODEL_DIR
     outer_file = model_dir / "outer.pt"
     if not model_dir.is_dir():
@@ -152,6 +151,7 @@ def run_eval_lossless(data, out, model=None, steps: int | None = None, refine: i
     inner_file = model_dir / "inner.pt"
     inner_net, inner_step = load_inner(inner_file)[1:] if inner_file.is_file() else (None, None)
     inner = None
+    prior = fit_prior(prior_data if prior_data is not None else data)
     S = steps or cfg.ddim.steps
     K = cfg.ddim.refine if refine is None else refine
     if not 1 <= S <= cfg.ddim.T:
@@ -261,11 +261,10 @@ def run_eval_lossless(data, out, model=None, steps: int | None = None, refine: i
     results = {"model": str(model_dir), "trained_step": trained_step, "config": cfg.name, "steps": S, "refine": K,
                "device": str(dev), "threads": threads, "cpu": _cpu_name(), "torch": torch.__version__,
                "date_utc": time.strftime("%Y-%m-%d %H:%M", time.gmtime()), "data": str(data),
-               "summary": summary, "noise": noise_mean, "attack": attack,
-               "prior_data": str(prior_data if prior_data is not None else data), "noise_ideal": ref_stats,
-               "orig_corr": orig_corr,
-               "smoothness_bins": bins, "spearman_smooth_ks": spearman,
-               "inner": inner, "inner_step": inner_step, "convergence": conv, "images": per_image}
+               "summary": summary, "noise": noise_mean, "noise_ideal": ref_stats, "orig_corr": orig_corr,
+               "attack": attack, "prior_data": str(prior_data if prior_data is not None else data),
+               "smoothness_bins": bins, "spearman_smooth_ks": spearman, "inner": inner, "inner_step": inner_step,
+               "convergence": conv, "images": per_image}
     report = _report(results, Ks)
     atomic_write(out / "results.json", json.dumps(results, indent=1).encode())
     atomic_write(out / "report.md", report.encode())
@@ -363,5 +362,6 @@ def _report(R: dict, Ks: list[int]) -> str:
         L.append(f"| {r['image']} | {r['size']} | {r['blocks']} | {cells} | {r['noise']['entropy_cdf']:.4f} | "
                  f"{r['noise']['entropy_linear']:.4f} | {cr['H']:+.3f} / {cr['V']:+.3f} / {cr['D']:+.3f} | "
                  f"{r['attack']['corr_white_mean']:+.3f} | {r['attack']['psnr']:.2f} / {r['attack']['ssim']:.4f} |")
-    L += ["\n## Figures\n", "![original / x_T / keyless attack / decrypted](grid.png)\n", "![x_T vs smoothness](smoothness.png)\n"]
+    L += ["\n## Figures\n", "![original / x_T / keyless attack / decrypted](grid.png)\n",
+          "![x_T vs smoothness](smoothness.png)\n"]
     return "\n".join(L) + "\n"
