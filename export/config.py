@@ -106,9 +106,6 @@ def config_from_dict(raw: dict, source: str = "<dict>") -> Config:
         stages[s] = _build(StageConfig, _section(raw, f"stage{s}", source), f"stage{s}", source)
         if stages[s].batch < 1 or stages[s].steps < 1 or stages[s].ckpt_every < 1 or stages[s].log_every < 1:
             raise InputError(f"config {source}: stage{s} steps, batch, ckpt_every and log_every must be >= 1")
-    for u in (unet, inner_unet):
-        if u.param not in ("eps", "v"):
-            raise InputError(f"config {source}: param must be eps or v, got {u.param!r}")
     for c in (enc, unet, inner_unet):
         if c.block % c.unshuffle or 64 % c.unshuffle:
             raise InputError(f"config {source}: unshuffle must divide the 64-pixel block")
@@ -116,6 +113,8 @@ def config_from_dict(raw: dict, source: str = "<dict>") -> Config:
         if any(w % c.groups for w in widths):
             raise InputError(f"config {source}: groups={c.groups} must divide every channel width {widths}")
     for u in (unet, inner_unet):
+        if u.param not in ("eps", "v"):
+            raise InputError(f"config {source}: param must be eps or v, got {u.param!r}")
         if u.ch % 2:
             raise InputError(f"config {source}: unet.ch must be even (sinusoidal time embedding)")
         if (u.block // u.unshuffle) % (2 ** (len(u.mults) - 1)):

@@ -28,7 +28,6 @@ class StationaryGaussian:
     def __init__(self) -> None:
         self._n = 0
         self._sum = np.zeros(3)
-        self._cross = np.zeros((3, 3))  # sum of x_c x_d over pixels
         self._spec = np.zeros((3, 3, 2 * N, 2 * N), dtype=np.complex128)  # sum of F_c conj(F_d) (extension)
 
     def add(self, blocks: np.ndarray) -> "StationaryGaussian":
@@ -38,7 +37,6 @@ class StationaryGaussian:
         f = np.fft.fft2(_mirror(b))
         self._n += b.shape[0]
         self._sum += b.sum(axis=(0, 2, 3))
-        self._cross += np.einsum("nchw,ndhw->cd", b, b)
         self._spec += np.einsum("nchw,ndhw->cdhw", f, f.conj())
         return self
 
@@ -48,7 +46,10 @@ class StationaryGaussian:
             raise ValueError("no blocks to fit")
         m = (2 * N) ** 2
         self.mu = self._sum / (self._n * N * N)
-        _, self.U = np.linalg.eigh(self._cross / (self._n * N * N) - np.outer(self.mu, self.mu))
+        # Parseval: sum over the extension's pixels of x_c x_d = (1/m) sum_f F_c conj(F_d), and the extension
+        # holds every block pixel 4 times.
+        cross = self._spec.sum(axis=(2, 3)).real / (4 * m)
+        _, self.U = np.linalg.eigh(cross / (self._n * N * N) - np.outer(self.mu, self.mu))
         spec = self._spec.copy()
         spec[:, :, 0, 0] -= self._n * m * m * np.outer(self.mu, self.mu)  # the mean only moves the DC term
         power = np.einsum("ck,cdhw,dk->khw", self.U, spec, self.U).real / (self._n * m)

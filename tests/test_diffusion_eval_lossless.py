@@ -18,6 +18,14 @@ FIXTURES = Path(__file__).parent / "fixtures"
 torch.set_num_threads(1)
 
 
+def _wake_zero_layers(net: torch.nn.Module, std: float = 0.003) -> None:
+    """Small random weights for the zero-initialised output layers, so eps is non-trivial."""
+    with torch.no_grad():
+        for p in net.parameters():
+            if p.abs().sum() == 0 and p.dim() > 1:
+                p.normal_(0, std)
+
+
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory):
     """A tiny outer model with randomised (small) output layers, saved like a trained model folder."""
@@ -25,17 +33,11 @@ def model_dir(tmp_path_factory):
     cfg = load_config("tiny")
     torch.manual_seed(0)
     m = OuterModel(cfg.encoder, cfg.unet)
-    with torch.no_grad():
-        for p in m.unet.parameters():
-            if p.abs().sum() == 0 and p.dim() > 1:
-                p.normal_(0, 0.003)
+    _wake_zero_layers(m.unet)
     save_model_file(d / "outer.pt", "outer", cfg, m.state_dict(), step=0)
     torch.manual_seed(1)
     inner = CondUNet(cfg.unet)
-    with torch.no_grad():
-        for p in inner.parameters():
-            if p.abs().sum() == 0 and p.dim() > 1:
-                p.normal_(0, 0.003)
+    _wake_zero_layers(inner)
     save_model_file(d / "inner.pt", "inner", cfg, inner.state_dict(), step=7)
     return d
 

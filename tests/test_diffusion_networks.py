@@ -13,6 +13,14 @@ from rdec.runtime.errors import InputError, RdecError
 torch.set_num_threads(1)
 
 
+def _wake_zero_layers(net: torch.nn.Module, std: float = 0.05) -> None:
+    """Random weights for the zero-initialised output layers, so the untrained net's output depends on x, t, c."""
+    with torch.no_grad():
+        for p in net.parameters():
+            if p.abs().sum() == 0 and p.dim() > 1:
+                p.normal_(0, std)
+
+
 @pytest.mark.parametrize("name", ["tiny", "small", "paper"])
 def test_shipped_configs_validate(name):
     cfg = load_config(CONFIG_DIR / f"{name}.toml")
@@ -39,10 +47,8 @@ def test_condition_and_time_change_the_output():
     cfg = load_config("tiny")
     torch.manual_seed(0)
     net = CondUNet(cfg.unet).eval()
+    _wake_zero_layers(net)
     with torch.no_grad():
-        for p in net.parameters():
-            if p.abs().sum() == 0 and p.dim() > 1:
-                p.normal_(0, 0.05)
         x = torch.randn(1, 3, 64, 64)
         c1, c2 = torch.randn(1, cfg.unet.c_dim), torch.randn(1, cfg.unet.c_dim)
         t = torch.tensor([100])
@@ -56,10 +62,8 @@ def test_small_model_size_and_batch_independence():
     n = count_params(enc) + 2 * count_params(unet)
     assert n * 2 < 20e6  # fp16 EMA weights of Enc + N_o + N_i stay well under 20 MB
     torch.manual_seed(0)
+    _wake_zero_layers(unet)
     with torch.no_grad():
-        for p in unet.parameters():
-            if p.abs().sum() == 0 and p.dim() > 1:
-                p.normal_(0, 0.05)
         x = torch.randn(2, 3, 64, 64)
         c = enc(x)
         both = unet(x, torch.tensor([10, 20]), c)
@@ -108,10 +112,7 @@ def test_unet_and_encoder_export_to_onnx_and_match(tmp_path):
     cfg = load_config("tiny")
     torch.manual_seed(0)
     m = OuterModel(cfg.encoder, cfg.unet).eval()
-    with torch.no_grad():
-        for p in m.unet.parameters():
-            if p.abs().sum() == 0 and p.dim() > 1:
-                p.normal_(0, 0.05)
+    _wake_zero_layers(m.unet)
     x, t = torch.randn(2, 3, 64, 64), torch.tensor([0, 999])
     c = m.enc(x).detach()
     torch.onnx.export(m.unet, (x, t, c), tmp_path / "u.onnx", input_names=["x", "t", "c"], output_names=["eps"],
@@ -128,12 +129,8 @@ def test_unet_and_encoder_export_to_onnx_and_match(tmp_path):
     np.testing.assert_allclose(e.run(None, {"x": x.numpy()})[0], c.numpy(), rtol=1e-4, atol=1e-5)
 
 
-def _v_config(tmp_path, inner_only=True):
-    text = (CONFIG_DIR / "tiny.toml").read_text()
-    text += '\n[inner]\nparam = "v"\n' if inner_only else ""
-    if not inner_only:
-        text = text.replace("[unet]\n", '[unet]\nparam = "v"\n')
-    (tmp_path / "v.toml").write_text(text)
+def _v_inner_config(tmp_path):
+    (tmp_path / "v.toml").write_text((CONFIG_DIR / "tiny.toml").read_text() + '\n[inner]\nparam = "v"\n')
     return load_config(tmp_path / "v.toml")
 
 
@@ -144,7 +141,7 @@ def test_v_parameterisation(tmp_path):
 
     from rdec.runtime.ddim import alphas_cumprod
 
-    cfg = _v_config(tmp_path)
+    cfg = _v_inner_config(tmp_path)
     assert cfg.unet.param == "eps" and cfg.inner_unet.param == "v"
     assert cfg.inner_unet.ch == cfg.unet.ch and cfg.inner_unet.T == cfg.ddim.T
     net = CondUNet(cfg.inner_unet).eval()
@@ -154,9 +151,8 @@ def test_v_parameterisation(tmp_path):
     ab = torch.from_numpy(alphas_cumprod()).float()[t].view(-1, 1, 1, 1)
     with torch.no_grad():
         torch.testing.assert_close(net(x, t, c), (1 - ab).sqrt() * x)
-        for p in net.parameters():
-            if p.abs().sum() == 0 and p.dim() > 1:
-                p.normal_(0, 0.05)
+    _wake_zero_layers(net)
+    with torch.no_grad():
         ref = net(x, t, c).numpy()
     torch.onnx.export(net, (x, t, c), tmp_path / "v.onnx", input_names=["x", "t", "c"], output_names=["eps"],
                       dynamo=False, opset_version=17)
