@@ -66,8 +66,9 @@ MULTI_BITS = 12
 @functools.lru_cache(maxsize=32)
 def _ac_multi_lut(counts: bytes, symbols: bytes) -> np.ndarray:
     """MULTI_BITS-bit window -> every whole AC symbol (code + value bits) inside it, up to and including an
-    end of block: bits used | coefficients advanced << 8 | end-of-block << 16; 0 if no whole symbol fits.
-    Decoding two or three symbols per lookup is what makes the scan reader fast."""
+    end of block: bits used | coefficients advanced << 4 | end-of-block << 12; 0 if no whole symbol fits.
+    Decoding two or three symbols per lookup is what makes the scan reader fast. uint16 entries: 8 KB a
+    table, so the two tables of a colour scan fit in L1 cache beside the data."""
     skip = _ac_skip_lut(counts, symbols).astype(np.int64)
     v = np.arange(1 << MULTI_BITS, dtype=np.int64)
     pos = np.zeros_like(v)
@@ -82,7 +83,8 @@ def _ac_multi_lut(counts: bytes, symbols: bytes) -> np.ndarray:
         adv[fits] += a[fits]
         eob |= fits & (a == 0)
         done |= ~fits | eob
-    multi = np.where(pos > 0, pos | (adv << 8) | (eob.astype(np.int64) << 16), 0).astype(np.int32)
+    assert pos.max() < 16 and adv.max() < 256  # at most MULTI_BITS one-bit symbols of 16 coefficients each
+    multi = np.where(pos > 0, pos | (adv << 4) | (eob.astype(np.int64) << 12), 0).astype(np.uint16)
     multi.flags.writeable = False
     return multi
 
@@ -91,7 +93,7 @@ def _fast_lut(lut16: np.ndarray, code_length: np.ndarray) -> np.ndarray:
     """The first-level table on the top FAST_BITS bits: entries of codes longer than that become 0
     (look up the full 16-bit table then). Small enough to stay in L1 cache."""
     idx = np.arange(1 << FAST_BITS) << (16 - FAST_BITS)
-    return np.where(code_length[idx] <= FAST_BITS, lut16[idx], 0).astype(np.int32)
+    return np.where(code_length[idx] <= FAST_BITS, lut16[idx], 0).astype(np.uint16)
 
 
 @dataclass
@@ -178,11 +180,22 @@ def _load32(data, b):
 
 
 @numba.njit(cache=True, inline="always")
-def _refill(data, acc, b, nbits):
-    """Top the bit buffer up to at least 32 bits (`acc` holds the next `nbits` bits; byte b is next)."""
-    if nbits >= 32:
-        return acc, b, nbits
-    return ((acc & ((np.int64(1) << nbits) - 1)) << 32) | _load32(data, b), b + 4, nbits + 32
+def _load64(data, b):
+    """Eight bytes from byte offset b, big-endian, as uint64 (the compiler makes it one load and a swap)."""
+    i = np.uint64(b)
+    v = np.uint64(0)
+    for k in range(8):
+        v = (v << np.uint64(8)) | np.uint64(data[i + np.uint64(k)])
+    return v
+
+
+@numba.njit(cache=True, inline="always")
+def _refill(data, buf, b, cnt):
+    """Top the bit buffer up to 56..63 valid bits without a branch (the refill of F. Giesen's "Reading bits
+    in far too many ways", variant 4): `buf` holds the next `cnt` bits at its top, byte b is the first
+    not yet in it. Bits below the valid ones are the stream's own next bits, so OR-ing them again is exact."""
+    buf |= _load64(data, b) >> np.uint64(cnt)
+    return buf, b + ((63 - cnt) >> 3), cnt | 56
 
 
 @numba.njit(cache=True, inline="always")
@@ -197,6 +210,9 @@ def _analyze(data, ivl_start, ivl_end, n_ivl, n_mcu, restart, slot_comp, slot_dc
              dc_fast, ac_multi):
     """Decode every block's Huffman codes; record each DC unit's bit position, length and difference value.
 
+    The bit buffer is refilled without a branch and holds at least 56 bits after a refill, enough for two
+    AC lookups (at most 12 bits for a multi-symbol one, 31 for a single symbol), so the loop refills once
+    per two lookups and its only data-dependent branches are the block's end and the rare long codes.
     Table and buffer indices are unsigned so numba skips its negative-index test on every lookup.
     """
     u = np.uint64
@@ -213,64 +229,75 @@ def _analyze(data, ivl_start, ivl_end, n_ivl, n_mcu, restart, slot_comp, slot_dc
         return blk_pos, blk_len, blk_diff, blk_comp, blk_ivl, -5, 0
     k = 0
     for iv in range(n_ivl):
-        # bit buffer: `acc` holds the next `nbits` bits (low bits); byte `b` is the next to load
+        # bit buffer: the next `cnt` bits at the top of `buf`; byte `b` is the first not yet in it
         b = ivl_start[iv]
-        acc = np.int64(0)
-        nbits = 0
+        buf = u(0)
+        cnt = 0
         end = ivl_end[iv] * 8
         limit = ivl_end[iv] + 8  # legal decoding never loads past this (the buffer has 16 bytes of slack)
         m1 = min(n_mcu, (iv + 1) * per)
         for m in range(iv * per, m1):
             for j in range(bpm):
-                acc, b, nbits = _refill(data, acc, b, nbits)
                 if b > limit:
                     return blk_pos, blk_len, blk_diff, blk_comp, blk_ivl, -4, k
-                p16 = (acc >> (nbits - 16)) & 0xFFFF
-                e = dc_fast[u(slot_dc[j]), u(p16 >> (16 - FAST_BITS))]
+                buf, b, cnt = _refill(data, buf, b, cnt)
+                p16 = buf >> u(48)
+                e = np.int64(dc_fast[u(slot_dc[j]), p16 >> u(16 - FAST_BITS)])
                 if e == 0:
-                    e = dc_luts[u(slot_dc[j]), u(p16)]
+                    e = dc_luts[u(slot_dc[j]), p16]
                 if e == 0:
                     return blk_pos, blk_len, blk_diff, blk_comp, blk_ivl, -1, k
                 s = e & 0xFF
                 if s > 11:
                     return blk_pos, blk_len, blk_diff, blk_comp, blk_ivl, -2, k
-                start = b * 8 - nbits
-                nbits -= e >> 8
+                start = b * 8 - cnt
+                n = e >> 8
+                buf <<= u(n)
+                cnt -= n
                 diff = 0
                 if s > 0:
-                    v = (acc >> (nbits - s)) & ((1 << s) - 1)
+                    v = np.int64(buf >> u(64 - s))
                     diff = v if v >= (1 << (s - 1)) else v - (1 << s) + 1
-                    nbits -= s
+                    buf <<= u(s)
+                    cnt -= s
                 blk_pos[k] = start
-                blk_len[k] = b * 8 - nbits - start
+                blk_len[k] = n + s
                 blk_diff[k] = diff
                 blk_comp[k] = slot_comp[j]
                 blk_ivl[k] = iv
                 tab = u(slot_ac[j])
                 c = 1
                 while c < 64:
-                    acc, b, nbits = _refill(data, acc, b, nbits)
                     if b > limit:
                         return blk_pos, blk_len, blk_diff, blk_comp, blk_ivl, -4, k
-                    p16 = (acc >> (nbits - 16)) & 0xFFFF
-                    e = ac_multi[tab, u(p16 >> (16 - MULTI_BITS))]
-                    if e != 0 and c + ((e >> 8) & 0xFF) < 64:
-                        nbits -= e & 0xFF
-                        c += (e >> 8) & 0xFF
-                        if e >> 16:
+                    buf, b, cnt = _refill(data, buf, b, cnt)
+                    e = np.int64(ac_multi[tab, buf >> u(64 - MULTI_BITS)])
+                    if e != 0 and c + ((e >> 4) & 0xFF) < 64:
+                        buf <<= u(e & 0xF)
+                        cnt -= e & 0xF
+                        c += (e >> 4) & 0xFF
+                        if e >> 12:
                             break
-                        continue
-                    e = ac_luts[tab, u(p16)]
+                        e = np.int64(ac_multi[tab, buf >> u(64 - MULTI_BITS)])
+                        if e != 0 and c + ((e >> 4) & 0xFF) < 64:
+                            buf <<= u(e & 0xF)
+                            cnt -= e & 0xF
+                            c += (e >> 4) & 0xFF
+                            if e >> 12:
+                                break
+                            continue
+                    # one symbol from the full table: a long code, or the block's last coefficients
+                    e = ac_luts[tab, buf >> u(48)]
                     if e == 0:
                         return blk_pos, blk_len, blk_diff, blk_comp, blk_ivl, -1, k
-                    nbits -= e & 0xFF
-                    adv = e >> 8
-                    if adv == 0:
+                    buf <<= u(e & 0xFF)
+                    cnt -= e & 0xFF
+                    if e >> 8 == 0:
                         break
-                    c += adv
+                    c += e >> 8
                 if c > 64:
                     return blk_pos, blk_len, blk_diff, blk_comp, blk_ivl, -3, k
-                if b * 8 - nbits > end:
+                if b * 8 - cnt > end:
                     return blk_pos, blk_len, blk_diff, blk_comp, blk_ivl, -4, k
                 k += 1
     blk_pos[nb] = ivl_end[n_ivl - 1] * 8
@@ -361,8 +388,8 @@ class ScanUnits:
     interval: np.ndarray  # restart interval of each block
 
 
-def _stack(tables: dict, size: int) -> np.ndarray:
-    out = np.zeros((4, size), dtype=np.int32)
+def _stack(tables: dict, size: int, dtype=np.int32) -> np.ndarray:
+    out = np.zeros((4, size), dtype=dtype)
     for i, t in tables.items():
         out[i] = t
     out.flags.writeable = False
@@ -375,8 +402,8 @@ def _scan_luts(dc: tuple, ac: tuple) -> tuple[np.ndarray, ...]:
     dc_full = {i: _huffman_lut(counts, symbols) for i, counts, symbols in dc}
     return (_stack(dc_full, 1 << 16),
             _stack({i: _ac_skip_lut(counts, symbols) for i, counts, symbols in ac}, 1 << 16),
-            _stack({i: _fast_lut(t, t >> 8) for i, t in dc_full.items()}, 1 << FAST_BITS),
-            _stack({i: _ac_multi_lut(counts, symbols) for i, counts, symbols in ac}, 1 << MULTI_BITS))
+            _stack({i: _fast_lut(t, t >> 8) for i, t in dc_full.items()}, 1 << FAST_BITS, np.uint16),
+            _stack({i: _ac_multi_lut(counts, symbols) for i, counts, symbols in ac}, 1 << MULTI_BITS, np.uint16))
 
 
 def analyze_scan(jpeg: JpegFile, scan: Scan) -> ScanUnits:

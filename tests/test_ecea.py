@@ -53,6 +53,20 @@ def test_odd_sizes_and_grayscale(photo, key, shape, gray):
     viewer = np.asarray(Image.open(io.BytesIO(ece)))
     assert viewer.shape[:2] == padded_size(*img.shape[:2], 16)
     assert (viewer.ndim == 2) == gray
+    header, ec = ecea.decrypt_to_jpeg(ece, key)
+    plain = np.asarray(Image.open(io.BytesIO(ec)))  # the decoder we use gives Pillow's pixels exactly
+    assert (ecea.jpeg_decode(ec) == plain).all()
+    assert (out == decrypt_blocks(plain, KeyStream(key, header.nonce, "ecea/stage1"), 16, *img.shape[:2])).all()
+
+
+def test_fill_bytes_before_a_marker(photo, key):
+    jpeg = ecea.jpeg_encode(photo)
+    end = markers.parse(jpeg).scans[0].data_end
+    assert jpeg[end:] == b"\xff\xd9"
+    filled = jpeg[:end] + b"\xff\xff\xff" + jpeg[end:]  # fill bytes may precede any marker
+    assert markers.parse(filled).scans[0].data_end == end
+    ece = ecea.encrypt_jpeg(filled, key)
+    assert ecea.decrypt_to_jpeg(ece, key)[1] == filled
 
 
 def test_stage1_is_exactly_invertible_without_jpeg(photo, key):
