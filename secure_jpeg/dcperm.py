@@ -21,16 +21,23 @@ from .entropy import ScanUnits, analyze_scan, rewrite_scan
 
 @dataclass
 class Runs:
-    """Runs of one scan: block indices in component-then-decode order, and each run's start and length."""
+    """Runs of one scan: block indices in component-then-decode order, each run's start and length, and
+    for every Fisher-Yates draw its bound and the position it swaps down from."""
 
     order: np.ndarray
     start: np.ndarray
     length: np.ndarray
+    bounds: np.ndarray
+    swap_at: np.ndarray
 
 
 @numba.njit(cache=True)
 def _runs(comp, ivl, diff):
-    """Order blocks by component (stable), then split into maximal same-class runs; also the draw bounds."""
+    """Order blocks by component (stable), then split into maximal same-class runs; the draw bounds.
+
+    Branch-free: the signs of DC differences are close to random and runs are short, so branches (or
+    loops) on them would be mispredicted about every other block.
+    """
     n = comp.size
     ncomp = comp.max() + 1 if n else 0
     counts = np.zeros(ncomp + 1, dtype=np.int64)
@@ -41,9 +48,9 @@ def _runs(comp, ivl, diff):
     for i in range(n):
         order[fill[comp[i]]] = i
         fill[comp[i]] += 1
-    # A run starts where the component, the restart interval or the sign class changes. Branch-free:
-    # the signs of DC differences are close to random, so a branch here would be mispredicted half the time.
+    # A run starts where the component, the restart interval or the sign class changes.
     start = np.empty(n + 1, dtype=np.int64)
+    run = np.empty(n, dtype=np.int64)
     nruns = 0
     prev = np.int64(-1)
     for i in range(n):
@@ -51,52 +58,52 @@ def _runs(comp, ivl, diff):
         cls = (comp[b] << 33) | (ivl[b] << 1) | np.int64(diff[b] < 0)
         start[nruns] = i
         nruns += cls != prev
+        run[i] = nruns - 1
         prev = cls
     start[nruns] = n
     length = start[1:nruns + 1] - start[:nruns]
-    bounds = np.empty(n - nruns, dtype=np.int64)
+    # Fisher-Yates on a run of length L at `base` draws below L, L-1, ..., 2, swapping down from
+    # base + L - 1, base + L - 2, ...: the j-th element of the run gives the j-th draw, if j < L - 1.
+    bounds = np.empty(n + 1, dtype=np.int64)
+    swap_at = np.empty(n + 1, dtype=np.int64)
     d = 0
-    for r in range(nruns):
-        for L in range(length[r], 1, -1):  # Fisher-Yates on a run of length L draws below L, L-1, ..., 2
-            bounds[d] = L
-            d += 1
-    return order, start[:nruns], length, bounds
+    for i in range(n):
+        base = start[run[i]]
+        L = length[run[i]]
+        j = i - base
+        bounds[d] = L - j
+        swap_at[d] = base + L - 1 - j
+        d += j < L - 1
+    return order, start[:nruns], length, bounds[:d], swap_at[:d]
 
 
 def same_sign_runs(units: ScanUnits) -> tuple[Runs, np.ndarray]:
     """Maximal runs of DC differences of one sign class (< 0 or >= 0), per component and restart interval,
     with the Fisher-Yates draw bounds of all runs."""
-    order, start, length, bounds = _runs(units.comp, units.interval, units.diff)
-    return Runs(order, start, length), bounds
+    runs = Runs(*_runs(units.comp, units.interval, units.diff))
+    return runs, runs.bounds
 
 
 @numba.njit(cache=True)
-def _source_map(order, start, length, draws, inverse):
-    """Block k takes the DC unit of block src[k]: a keyed Fisher-Yates permutation inside every run."""
-    src = np.arange(order.size)
-    perm = np.empty(length.max() if length.size else 0, dtype=np.int64)
-    d = 0
-    for r in range(start.size):
-        n = length[r]
-        if n < 2:
-            continue
-        for i in range(n):
-            perm[i] = i
-        for t in range(n - 1):
-            i = n - 1 - t
-            j = draws[d]
-            d += 1
-            tmp = perm[i]
-            perm[i] = perm[j]
-            perm[j] = tmp
-        base = start[r]
-        for i in range(n):
-            a = order[base + i]
-            b = order[base + perm[i]]
-            if inverse:
-                src[b] = a
-            else:
-                src[a] = b
+def _source_map(order, bounds, swap_at, draws, inverse):
+    """Block k takes the DC unit of block src[k]: a keyed Fisher-Yates permutation inside every run, all
+    runs' swaps in one flat loop (each swap stays inside its run)."""
+    n = order.size
+    at = np.arange(n)
+    for d in range(draws.size):
+        i = swap_at[d]
+        j = i - bounds[d] + 1 + draws[d]
+        t = at[i]
+        at[i] = at[j]
+        at[j] = t
+    src = np.empty(n, dtype=np.int64)
+    for q in range(n):
+        a = order[q]
+        b = order[at[q]]
+        if inverse:
+            src[b] = a
+        else:
+            src[a] = b
     return src
 
 
@@ -109,7 +116,7 @@ def permute_dc(data: bytes | markers.JpegFile, key: bytes, nonce: bytes, inverse
         units = analyze_scan(jpeg, scan)
         runs, bounds = same_sign_runs(units)
         draws = stream.below(bounds)
-        src = _source_map(runs.order, runs.start, runs.length, draws, inverse)
+        src = _source_map(runs.order, runs.bounds, runs.swap_at, draws, inverse)
         pieces += [jpeg.data[cursor:scan.data_start], rewrite_scan(units, src)]
         cursor = scan.data_end
     pieces.append(jpeg.data[cursor:])

@@ -123,16 +123,17 @@ def scan_layout(frame: Frame, scan: Scan) -> ScanLayout:
 
 
 @numba.njit(cache=True)
-def _unstuff(seg):
-    """Remove byte stuffing and split at restart markers.
+def _unstuff(seg, ff):
+    """Remove byte stuffing and split at restart markers; `ff` lists the positions of the 0xFF bytes, so
+    the bytes between them move as whole slices.
 
     Returns (data, ivl_start, ivl_end, raw_start, raw_end, n_intervals, status): the unstuffed bytes
     (16 zero bytes of slack at the end), each interval's byte range in them, and its raw byte range in
     `seg` (separators, i.e. RST markers and fill bytes, lie between raw_end[i] and raw_start[i+1]).
     """
     n = seg.size
-    out = np.zeros(n + 16, dtype=np.uint8)
-    cap = n // 2 + 2
+    out = np.empty(n + 16, dtype=np.uint8)
+    cap = ff.size + 2  # every restart marker starts with a 0xFF
     ivl_start = np.zeros(cap, dtype=np.int64)
     ivl_end = np.zeros(cap, dtype=np.int64)
     raw_start = np.zeros(cap, dtype=np.int64)
@@ -140,43 +141,37 @@ def _unstuff(seg):
     o = 0
     k = 0
     i = 0
-    while i < n:
-        b = seg[i]
-        if b != 0xFF:
-            out[o] = b
-            o += 1
-            i += 1
+    for t in range(ff.size):
+        f = ff[t]
+        if f < i:  # a fill byte already passed
             continue
-        j = i + 1
+        out[o:o + f - i] = seg[i:f]
+        o += f - i
+        j = f + 1
         while j < n and seg[j] == 0xFF:
             j += 1
         if j >= n:
             return out, ivl_start, ivl_end, raw_start, raw_end, 0, -6
         m = seg[j]
-        if m == 0 and j == i + 1:
+        if m == 0 and j == f + 1:
             out[o] = 0xFF
             o += 1
             i = j + 1
         elif 0xD0 <= m <= 0xD7:
             ivl_end[k] = o
-            raw_end[k] = i
+            raw_end[k] = f
             k += 1
             ivl_start[k] = o
             raw_start[k] = j + 1
             i = j + 1
         else:
             return out, ivl_start, ivl_end, raw_start, raw_end, 0, -6
+    out[o:o + n - i] = seg[i:n]
+    o += n - i
+    out[o:] = 0
     ivl_end[k] = o
     raw_end[k] = n
     return out, ivl_start, ivl_end, raw_start, raw_end, k + 1, 0
-
-
-@numba.njit(cache=True, inline="always")
-def _load32(data, b):
-    """Four bytes from byte offset b, big-endian (unsigned indices: no wraparound tests)."""
-    i = np.uint64(b)
-    return (np.int64(data[i]) << 24) | (np.int64(data[i + np.uint64(1)]) << 16) | \
-        (np.int64(data[i + np.uint64(2)]) << 8) | np.int64(data[i + np.uint64(3)])
 
 
 @numba.njit(cache=True, inline="always")
@@ -196,13 +191,6 @@ def _refill(data, buf, b, cnt):
     not yet in it. Bits below the valid ones are the stream's own next bits, so OR-ing them again is exact."""
     buf |= _load64(data, b) >> np.uint64(cnt)
     return buf, b + ((63 - cnt) >> 3), cnt | 56
-
-
-@numba.njit(cache=True, inline="always")
-def _peek32(data, pos):
-    b = pos >> 3
-    w = (_load32(data, b) << 8) | np.int64(data[np.uint64(b + 4)])
-    return (w >> (8 - (pos & 7))) & 0xFFFFFFFF
 
 
 @numba.njit(cache=True)
@@ -305,70 +293,84 @@ def _analyze(data, ivl_start, ivl_end, n_ivl, n_mcu, restart, slot_comp, slot_dc
 
 
 @numba.njit(cache=True, inline="always")
-def _put_bytes(out, o, acc, nacc, whole):
-    """Emit the top bytes of the bit buffer (`acc` holds `nacc` bits), 0xFF followed by a stuffed 0x00:
-    four at a time while at least 32 bits are waiting (one test finds a 0xFF among them), then, with
-    whole=True, every remaining whole byte. Returns (o, nacc)."""
-    u = np.uint64
-    while nacc >= 32:
-        w = (acc >> (nacc - 32)) & 0xFFFFFFFF
-        x = w ^ 0xFFFFFFFF  # a 0xFF byte of w is a zero byte of x
-        if ((x - 0x01010101) & ~x & 0x80808080) == 0:
-            out[o] = (w >> 24) & 0xFF
-            out[o + u(1)] = (w >> 16) & 0xFF
-            out[o + u(2)] = (w >> 8) & 0xFF
-            out[o + u(3)] = w & 0xFF
-            o += u(4)
-            nacc -= 32
-        else:
-            break
-    floor = 8 if whole else 32  # without `whole`, just enough that the next 32-bit chunk fits
-    while nacc >= floor:
-        nacc -= 8
-        byte = (acc >> nacc) & 0xFF
-        out[o] = byte
-        o += u(1)
-        if byte == 0xFF:
-            out[o] = 0
-            o += u(1)
-    return o, nacc
+def _store64(out, o, v):
+    """Eight bytes of v at byte offset o, big-endian (the compiler makes it a swap and one store)."""
+    for k in range(8):
+        out[o + np.uint64(k)] = np.uint8((v >> np.uint64(56 - 8 * k)) & np.uint64(0xFF))
 
 
 @numba.njit(cache=True)
-def _rewrite(data, seg, blk_pos, blk_len, blk_ivl, src, ivl_end, raw_start, raw_end, n_ivl):
-    """Re-emit the scan: block k gets the DC unit of block src[k] and keeps its own AC bits; re-stuff."""
-    u = np.uint64  # unsigned output index: no wraparound test per byte
-    out = np.empty(2 * seg.size + 16, dtype=np.uint8)
+def _rewrite(data, blk_pos, blk_len, blk_ivl, src, ivl_end, n_ivl):
+    """Re-emit the unstuffed scan: block k gets the DC unit of block src[k] and keeps its own AC bits.
+
+    Bits move in chunks of up to 56 through a 64-bit buffer that is flushed without a branch (all eight
+    bytes stored, the whole ones kept). Every restart interval keeps its bit length, so it lands on the
+    same bytes as before; returns the bytes and -1 if an interval's length changed.
+    """
+    u = np.uint64
+    out = np.zeros(data.size + 16, dtype=np.uint8)
     o = u(0)
-    acc = np.int64(0)
-    nacc = 0  # bits waiting in acc (fewer than 32 between copies, so a 32-bit chunk always fits in 63 bits)
+    acc = u(0)  # pending bits at the top
+    nacc = 0
     nb = blk_len.size
     k = 0
     for iv in range(n_ivl):
         while k < nb and blk_ivl[k] == iv:
-            s = src[k]
-            # the DC unit of block s, then block k's AC bits up to the next block (or the interval's end)
+            # the DC unit of block src[k], then block k's AC bits up to the next block (or the interval's end)
             nxt = blk_pos[k + 1] if (k + 1 < nb and blk_ivl[k + 1] == iv) else ivl_end[iv] * 8
             for part in range(2):
                 if part == 0:
-                    p, n = blk_pos[s], blk_len[s]
+                    p, n = blk_pos[src[k]], blk_len[src[k]]
                 else:
                     p, n = blk_pos[k] + blk_len[k], nxt - blk_pos[k] - blk_len[k]
                 while n > 0:
-                    c = 32 if n > 32 else n
-                    acc = ((acc & ((np.int64(1) << nacc) - 1)) << c) | (_peek32(data, p) >> (32 - c))
+                    c = min(n, 56)
+                    v = (_load64(data, p >> 3) << u(p & 7)) >> u(64 - c) << u(64 - c)  # the top c bits
+                    _store64(out, o, acc)
+                    o += u(nacc >> 3)
+                    acc <<= u(nacc & ~7)
+                    nacc &= 7
+                    acc |= v >> u(nacc)
                     nacc += c
                     p += c
                     n -= c
-                    o, nacc = _put_bytes(out, o, acc, nacc, False)
             k += 1
-        o, nacc = _put_bytes(out, o, acc, nacc, True)  # intervals end on a byte boundary
-        # separator (RST marker and any fill bytes) copied verbatim
+        _store64(out, o, acc)
+        o += u(nacc >> 3)
+        if nacc & 7 or np.int64(o) != ivl_end[iv]:
+            return out, -1
+        acc = u(0)
+        nacc = 0
+    return out, 0
+
+
+@numba.njit(cache=True)
+def _stuff(plain, ff, seg, ivl_end, raw_start, raw_end, n_ivl):
+    """The entropy-coded bytes: `plain` with a 0x00 after every 0xFF (at positions `ff`), and between
+    intervals the original separators (RST markers and fill bytes), copied verbatim."""
+    total = ivl_end[n_ivl - 1]
+    out = np.empty(total + ff.size + (raw_start[n_ivl - 1] - raw_end[0] if n_ivl > 1 else 0), dtype=np.uint8)
+    o = 0
+    i = 0
+    t = 0
+    for iv in range(n_ivl):
+        e = ivl_end[iv]
+        while t < ff.size and ff[t] < e:
+            f = ff[t] + 1
+            out[o:o + f - i] = plain[i:f]
+            o += f - i
+            out[o] = 0
+            o += 1
+            i = f
+            t += 1
+        out[o:o + e - i] = plain[i:e]
+        o += e - i
+        i = e
         if iv + 1 < n_ivl:
-            for q in range(raw_end[iv], raw_start[iv + 1]):
-                out[o] = seg[q]
-                o += u(1)
-    return out[:np.int64(o)], nacc
+            sep = raw_start[iv + 1] - raw_end[iv]
+            out[o:o + sep] = seg[raw_end[iv]:raw_start[iv + 1]]
+            o += sep
+    return out[:o]
 
 
 @dataclass
@@ -412,7 +414,7 @@ def analyze_scan(jpeg: JpegFile, scan: Scan) -> ScanUnits:
     seg = np.frombuffer(jpeg.data, dtype=np.uint8, count=scan.data_end - scan.data_start, offset=scan.data_start)
     if layout.n_mcu * layout.slot_comp.size > 4 * seg.size + 64:  # every block takes at least 2 bits
         raise FormatError("corrupted JPEG: the image size does not match its entropy-coded data")
-    data, ivl_start, ivl_end, raw_start, raw_end, n_ivl, status = _unstuff(seg)
+    data, ivl_start, ivl_end, raw_start, raw_end, n_ivl, status = _unstuff(seg, np.flatnonzero(seg == 0xFF))
     if status:
         raise FormatError(f"corrupted JPEG: {_ERRORS[status]}")
     dc_luts, ac_luts, dc_fast, ac_multi = _scan_luts(
@@ -429,8 +431,9 @@ def analyze_scan(jpeg: JpegFile, scan: Scan) -> ScanUnits:
 
 def rewrite_scan(units: ScanUnits, src: np.ndarray) -> bytes:
     """The scan's entropy-coded bytes with block k carrying the DC unit of block src[k]."""
-    out, left = _rewrite(units.data, units.seg, units.pos, units.length, units.interval, src,
-                         units.ivl_end, units.raw_start, units.raw_end, units.n_ivl)
-    if left:
+    plain, status = _rewrite(units.data, units.pos, units.length, units.interval, src, units.ivl_end, units.n_ivl)
+    if status:
         raise FormatError("internal error: a restart interval changed its bit length")
-    return out.tobytes()
+    plain = plain[:units.ivl_end[-1]]
+    return _stuff(plain, np.flatnonzero(plain == 0xFF), units.seg, units.ivl_end, units.raw_start, units.raw_end,
+                  units.n_ivl).tobytes()
