@@ -161,25 +161,26 @@ def _move_kernel(inverse: bool):
     """Compile the keyed block moves: forward grid block k = D_k(tile perm[k]); inverse tile perm[k] =
     D_k^-1(grid block k), D_k the block's dihedral map. Tiles are contiguous, so the keyed (random) block
     order costs one short contiguous read or write per block row; unmirrored rows are straight copies.
+    Where each output row starts in its tile comes from a table (`_dihedral_rows`): computed inline, a
+    bottom-up row order kept the compiler from vectorizing the straight copies (1.0 against 0.27 ms a frame).
     """
 
     @numba.njit(cache=True)
-    def kernel(grid, tiles, wp, bs, perm, dihedral, nch):
+    def kernel(grid, tiles, wp, bs, perm, dihedral, rows, steps, nch):
         # Unsigned indices: numba then skips its negative-index wraparound test on every access (3x faster).
         # Negative steps (mirrored blocks) wrap modulo 2**64, which is exact.
         u = np.uint64
         bx = wp // bs
-        last = bs - 1
         tile = bs * bs * nch
         row = u(bs * nch)
         for k in range(perm.size):
             ky, kx = (k // bx) * bs, (k % bx) * bs
             base = perm[k] * tile
-            a0, ay, ax, b0, by, bxx = _dihedral(dihedral[k], last)
-            step = (ax * bs + bxx) * nch
+            d = dihedral[k]
+            step = steps[d] * nch
             for y in range(bs):
                 gp = u(((ky + y) * wp + kx) * nch)
-                tp = u(base + ((a0 + ay * y) * bs + b0 + by * y) * nch)
+                tp = u(base + rows[d, y] * nch)
                 if step == nch:  # a tile row in order
                     for i in range(row):
                         if inverse:
@@ -204,6 +205,17 @@ def _move_kernel(inverse: bool):
                         tp += u(step)
 
     return kernel
+
+
+def _dihedral_rows(bs: int) -> tuple[np.ndarray, np.ndarray]:
+    """For each dihedral map d: the tile pixel where output row y starts, and the step between its pixels."""
+    rows, steps = np.empty((8, bs), dtype=np.int64), np.empty(8, dtype=np.int64)
+    y = np.arange(bs)
+    for d in range(8):
+        a0, ay, ax, b0, by, bx = _dihedral.py_func(d, bs - 1)
+        rows[d] = (a0 + ay * y) * bs + b0 + by * y
+        steps[d] = ax * bs + bx
+    return rows, steps
 
 
 _to_tiles, _from_tiles = _tiles_kernel(True), _tiles_kernel(False)
@@ -243,13 +255,13 @@ def _run(image: np.ndarray, stream: KeyStream, block: int, height: int, width: i
     shape = ((height, width) if inverse else (hp, wp)) + (() if gray else (nch,))
     out = _scratch_buffer("out", shape) if scratch else np.empty(shape, dtype=np.uint8)
     if inverse:
-        _unscramble(src, tiles, wp, block, key.perm, key.dihedral, nch)
+        _unscramble(src, tiles, wp, block, key.perm, key.dihedral, *_dihedral_rows(block), nch)
         _recolor(tiles, block * block * nch, tile_order, tile_negate, nch)
         _from_tiles(out.reshape(-1), tiles, height, width, block, wp // block, nch)
     else:
         _to_tiles(src, tiles, height, width, block, wp // block, nch)
         _recolor(tiles, block * block * nch, tile_order, tile_negate, nch)
-        _scramble(out.reshape(-1), tiles, wp, block, key.perm, key.dihedral, nch)
+        _scramble(out.reshape(-1), tiles, wp, block, key.perm, key.dihedral, *_dihedral_rows(block), nch)
     return out
 
 
