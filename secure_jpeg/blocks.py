@@ -21,6 +21,7 @@ BLOCK_SIZES = (8, 16, 32)
 MCU = 16
 # The 6 channel orders (output channel c takes source channel ORDER[c]) and the index of each one's inverse.
 _CHANNEL_ORDERS = ((0, 1, 2), (0, 2, 1), (1, 0, 2), (1, 2, 0), (2, 0, 1), (2, 1, 0))
+_REVERSED_ORDER = np.array([_CHANNEL_ORDERS.index(o[::-1]) for o in _CHANNEL_ORDERS], dtype=np.int64)
 _INVERSE_ORDER = np.array([_CHANNEL_ORDERS.index(tuple(int(np.argsort(o)[c]) for c in range(3)))
                            for o in _CHANNEL_ORDERS], dtype=np.int64)
 
@@ -187,6 +188,13 @@ def _move_kernel(inverse: bool):
                             tiles[tp + i] = grid[gp + i]
                         else:
                             grid[gp + i] = tiles[tp + i]
+                elif step == -nch:  # a tile row backwards: its bytes reversed (the recolouring reversed the
+                    e = tp + u(nch - 1)  # channels of these tiles beforehand, so they come out in order)
+                    for i in range(row):
+                        if inverse:
+                            tiles[e - i] = grid[gp + i]
+                        else:
+                            grid[gp + i] = tiles[e - i]
                 elif nch == 3:
                     for x in range(bs):
                         if inverse:
@@ -218,6 +226,7 @@ def _dihedral_rows(bs: int) -> tuple[np.ndarray, np.ndarray]:
     return rows, steps
 
 
+_ROW_STEPS = _dihedral_rows(2)[1]  # per dihedral map: 1 a row in order, -1 backwards, else a column
 _to_tiles, _from_tiles = _tiles_kernel(True), _tiles_kernel(False)
 _scramble, _unscramble = _move_kernel(False), _move_kernel(True)
 
@@ -248,7 +257,10 @@ def _run(image: np.ndarray, stream: KeyStream, block: int, height: int, width: i
     # Colour order and negation are per-pixel, so they are applied to each source tile in place (the tile
     # that output block k takes is perm[k]); the block moves are then pure pixel copies.
     tile_order, tile_negate = np.empty_like(key.order), np.empty_like(key.negate)
-    tile_order[key.perm] = _INVERSE_ORDER[key.order] if inverse else key.order
+    # Blocks whose rows run backwards move as reversed bytes, which also reverses each pixel's channels;
+    # their tiles take the channel order composed with that reversal.
+    order = np.where(_ROW_STEPS[key.dihedral] == -1, _REVERSED_ORDER[key.order], key.order)
+    tile_order[key.perm] = _INVERSE_ORDER[order] if inverse else order
     tile_negate[key.perm] = key.negate
     src = np.ascontiguousarray(image).reshape(-1)
     tiles = _scratch_buffer("tiles", (n * block * block * nch,))
