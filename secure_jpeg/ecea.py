@@ -55,18 +55,16 @@ def jpeg_encode(image: np.ndarray, quality: int = DEFAULT_QUALITY, subsampling: 
 def jpeg_decode(data: bytes) -> np.ndarray:
     """Decode a JPEG to uint8 HxW or HxWx3 as libjpeg-turbo does by default (accurate IDCT, smooth chroma
     upsampling), through simplejpeg, so the pixels are those a plain Pillow decode gives;
-    FormatError if it cannot be decoded. Colour spaces TurboJPEG cannot convert (CMYK) go through Pillow."""
+    FormatError if it cannot be decoded. What TurboJPEG cannot take (CMYK, unusual sampling factors, damaged
+    data) goes through Pillow, which decodes it or gives the error."""
     try:
         space = simplejpeg.decode_jpeg_header(data)[2]
-    except ValueError:
-        space = None
-    if space in ("Gray", "YCbCr"):
-        try:
+        if space in ("Gray", "YCbCr"):
             out = simplejpeg.decode_jpeg(data, colorspace="GRAY" if space == "Gray" else "RGB",
                                          fastdct=False, fastupsample=False)
-        except ValueError as e:
-            raise FormatError(f"JPEG cannot be decoded: {e}") from None
-        return out.reshape(out.shape[:2]) if space == "Gray" else out
+            return out.reshape(out.shape[:2]) if space == "Gray" else out
+    except ValueError:
+        pass
     try:
         with Image.open(io.BytesIO(data)) as im:
             im.load()

@@ -193,6 +193,16 @@ def _refill(data, buf, b, cnt):
     return buf, b + ((63 - cnt) >> 3), cnt | 56
 
 
+@numba.njit(cache=True, inline="always")
+def _multi_symbols(ac_multi, tab, buf, cnt, c):
+    """One multi-symbol AC lookup (at most MULTI_BITS bits): (1, ...) decoded, (2, ...) decoded through the
+    end of block, (0, ...) nothing taken (a long code, or the block's last coefficients: use the full table)."""
+    e = np.int64(ac_multi[tab, buf >> np.uint64(64 - MULTI_BITS)])
+    if e == 0 or c + ((e >> 4) & 0xFF) >= 64:
+        return 0, buf, cnt, c
+    return 1 + (e >> 12), buf << np.uint64(e & 0xF), cnt - (e & 0xF), c + ((e >> 4) & 0xFF)
+
+
 @numba.njit(cache=True)
 def _analyze(data, ivl_start, ivl_end, n_ivl, n_mcu, restart, slot_comp, slot_dc, slot_ac, dc_luts, ac_luts,
              dc_fast, ac_multi):
@@ -259,21 +269,13 @@ def _analyze(data, ivl_start, ivl_end, n_ivl, n_mcu, restart, slot_comp, slot_dc
                     if b > limit:
                         return blk_pos, blk_len, blk_diff, blk_comp, blk_ivl, -4, k
                     buf, b, cnt = _refill(data, buf, b, cnt)
-                    e = np.int64(ac_multi[tab, buf >> u(64 - MULTI_BITS)])
-                    if e != 0 and c + ((e >> 4) & 0xFF) < 64:
-                        buf <<= u(e & 0xF)
-                        cnt -= e & 0xF
-                        c += (e >> 4) & 0xFF
-                        if e >> 12:
-                            break
-                        e = np.int64(ac_multi[tab, buf >> u(64 - MULTI_BITS)])
-                        if e != 0 and c + ((e >> 4) & 0xFF) < 64:
-                            buf <<= u(e & 0xF)
-                            cnt -= e & 0xF
-                            c += (e >> 4) & 0xFF
-                            if e >> 12:
-                                break
+                    got, buf, cnt, c = _multi_symbols(ac_multi, tab, buf, cnt, c)
+                    if got == 1:
+                        got, buf, cnt, c = _multi_symbols(ac_multi, tab, buf, cnt, c)
+                        if got == 1:
                             continue
+                    if got == 2:
+                        break
                     # one symbol from the full table: a long code, or the block's last coefficients
                     e = ac_luts[tab, buf >> u(48)]
                     if e == 0:

@@ -128,6 +128,8 @@ def _find_scan_end(data: bytes, pos: int) -> int:
     """Offset of the 0xFF (first of any fill bytes) of the first non-RST marker at or after pos. Vectorized:
     every 0xFF followed by neither a stuffed zero, an RST code nor another 0xFF, the first of them, then
     back over its fill bytes."""
+    if pos + 2 > len(data):
+        raise FormatError("truncated JPEG (entropy-coded data not terminated)")
     arr = np.frombuffer(data, dtype=np.uint8, offset=pos)
     ff = np.flatnonzero(arr[:-1] == 0xFF)
     nxt = arr[ff + 1]
