@@ -174,3 +174,12 @@ def test_permutation_depends_on_key(photo):
     n = bytes(16)
     assert permute_dc(ec, bytes(32), n) != permute_dc(ec, bytes(31) + b"\x01", n)
     assert permute_dc(permute_dc(ec, bytes(32), n), bytes(32), n, inverse=True) == ec
+
+
+def test_cmyk_jpeg_stage2_decrypts_through_the_fallback_decoder(key):
+    rng = np.random.default_rng(0)
+    buf = io.BytesIO()
+    Image.fromarray(rng.integers(0, 255, (40, 56, 4)).astype(np.uint8), "CMYK").save(buf, "JPEG", quality=80)
+    jpeg = buf.getvalue()
+    out = ecea.decrypt(ecea.encrypt_jpeg(jpeg, key), key)  # TurboJPEG cannot convert CMYK: Pillow decodes it
+    assert (out == np.asarray(Image.open(io.BytesIO(jpeg)).convert("RGB"))).all()
