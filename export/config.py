@@ -112,13 +112,13 @@ def config_from_dict(raw: dict, source: str = "<dict>") -> Config:
         widths = [c.ch * m for m in c.mults] + [c.ch]
         if any(w % c.groups for w in widths):
             raise InputError(f"config {source}: groups={c.groups} must divide every channel width {widths}")
-    for u in (unet, inner_unet):
+    for sec, u in (("unet", unet), ("inner", inner_unet)):
         if u.param not in ("eps", "v"):
-            raise InputError(f"config {source}: param must be eps or v, got {u.param!r}")
+            raise InputError(f"config {source}: {sec}.param must be eps or v, got {u.param!r}")
         if u.ch % 2:
-            raise InputError(f"config {source}: unet.ch must be even (sinusoidal time embedding)")
+            raise InputError(f"config {source}: {sec}.ch must be even (sinusoidal time embedding)")
         if (u.block // u.unshuffle) % (2 ** (len(u.mults) - 1)):
-            raise InputError(f"config {source}: too many UNet levels for the block size")
+            raise InputError(f"config {source}: too many UNet levels for the block size in [{sec}]")
     if not 1 <= ddim.steps <= ddim.T:
         raise InputError(f"config {source}: ddim.steps must be in 1..T")
     if ddim.spacing not in SPACINGS:

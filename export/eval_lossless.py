@@ -150,8 +150,6 @@ def run_eval_lossless(data, out, model=None, steps: int | None = None, refine: i
     cfg, net, trained_step = load_outer(outer_file)
     inner_file = model_dir / "inner.pt"
     inner_net, inner_step = load_inner(inner_file)[1:] if inner_file.is_file() else (None, None)
-    inner = None
-    prior = fit_prior(prior_data if prior_data is not None else data)
     S = steps or cfg.ddim.steps
     K = cfg.ddim.refine if refine is None else refine
     if not 1 <= S <= cfg.ddim.T:
@@ -166,6 +164,9 @@ def run_eval_lossless(data, out, model=None, steps: int | None = None, refine: i
     dev = pick_device(device)
     net = net.to(dev)
     inner_net = inner_net.to(dev) if inner_net is not None else None
+    prior_data = data if prior_data is None else prior_data
+    prior = fit_prior(prior_data)  # after every check: a bad argument fails before this work
+    inner = None
 
     per_image, grid_rows, conv = [], [], []
     all_smooth, all_ks, all_corr, all_std = [], [], [], []
@@ -262,7 +263,7 @@ def run_eval_lossless(data, out, model=None, steps: int | None = None, refine: i
                "device": str(dev), "threads": threads, "cpu": _cpu_name(), "torch": torch.__version__,
                "date_utc": time.strftime("%Y-%m-%d %H:%M", time.gmtime()), "data": str(data),
                "summary": summary, "noise": noise_mean, "noise_ideal": ref_stats, "orig_corr": orig_corr,
-               "attack": attack, "prior_data": str(prior_data if prior_data is not None else data),
+               "attack": attack, "prior_data": str(prior_data),
                "smoothness_bins": bins, "spearman_smooth_ks": spearman, "inner": inner, "inner_step": inner_step,
                "convergence": conv, "images": per_image}
     report = _report(results, Ks)
