@@ -77,11 +77,10 @@ def _runs(comp, ivl, diff):
     return order, start[:nruns], length, bounds[:d], swap_at[:d]
 
 
-def same_sign_runs(units: ScanUnits) -> tuple[Runs, np.ndarray]:
+def same_sign_runs(units: ScanUnits) -> Runs:
     """Maximal runs of DC differences of one sign class (< 0 or >= 0), per component and restart interval,
-    with the Fisher-Yates draw bounds of all runs."""
-    runs = Runs(*_runs(units.comp, units.interval, units.diff))
-    return runs, runs.bounds
+    with the Fisher-Yates draws they take."""
+    return Runs(*_runs(units.comp, units.interval, units.diff))
 
 
 @numba.njit(cache=True)
@@ -114,8 +113,8 @@ def permute_dc(data: bytes | markers.JpegFile, key: bytes, nonce: bytes, inverse
     pieces, cursor = [], 0
     for scan in jpeg.scans:
         units = analyze_scan(jpeg, scan)
-        runs, bounds = same_sign_runs(units)
-        draws = stream.below(bounds)
+        runs = same_sign_runs(units)
+        draws = stream.below(runs.bounds)
         src = _source_map(runs.order, runs.bounds, runs.swap_at, draws, inverse)
         pieces += [jpeg.data[cursor:scan.data_start], rewrite_scan(units, src)]
         cursor = scan.data_end
@@ -125,7 +124,7 @@ def permute_dc(data: bytes | markers.JpegFile, key: bytes, nonce: bytes, inverse
 
 def dc_values(units: ScanUnits) -> np.ndarray:
     """Absolute DC value of every block (the prediction restarts per component at each restart interval)."""
-    runs, _ = same_sign_runs(units)
+    runs = same_sign_runs(units)
     comp, ivl = units.comp[runs.order], units.interval[runs.order]
     diff = units.diff[runs.order]
     group_start = np.flatnonzero(np.r_[True, (comp[1:] != comp[:-1]) | (ivl[1:] != ivl[:-1])])

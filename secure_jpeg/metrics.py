@@ -54,7 +54,7 @@ def bpp(n_bytes: int, height: int, width: int) -> float:
 def dc_run_stats(jpeg: bytes) -> dict:
     """DC same-sign run statistics of a JPEG: how many units stage 2 can move and the permutations' key space."""
     parsed = markers.parse(jpeg)
-    lengths = np.concatenate([same_sign_runs(analyze_scan(parsed, s))[0].length for s in parsed.scans])
+    lengths = np.concatenate([same_sign_runs(analyze_scan(parsed, s)).length for s in parsed.scans])
     units = int(lengths.sum())
     movable = lengths[lengths >= 2]
     return {

@@ -88,7 +88,7 @@ def test_restart_intervals(photo, key, restart):
     header, ec = ecea.decrypt_to_jpeg(ece, key)
     # runs never cross a restart marker: every run lies inside one interval
     for units in units_of(ec):
-        runs, _ = same_sign_runs(units)
+        runs = same_sign_runs(units)
         ivl = units.interval[runs.order]
         for s, n in zip(runs.start, runs.length):
             assert len(set(ivl[s: s + n])) == 1
@@ -115,7 +115,7 @@ def test_same_sign_runs_and_legal_dc(photo, key):
     for u_ec, u_ece in zip(units_of(ec), units_of(body)):
         # the sign pattern, hence the runs, survives; the multiset of units inside each run is unchanged
         assert ((u_ec.diff < 0) == (u_ece.diff < 0)).all()
-        runs, _ = same_sign_runs(u_ec)
+        runs = same_sign_runs(u_ec)
         v_ec, v_ece = dc_values(u_ec), dc_values(u_ece)
         for s, n in zip(runs.start, runs.length):
             idx = runs.order[s: s + n]
