@@ -66,6 +66,9 @@ def _build(cls, sec: dict, name: str, source: str, tuples=(), **extra):
     unknown = set(sec) - fields
     if unknown:
         raise InputError(f"config {source}: unknown key(s) in [{name}]: {', '.join(sorted(unknown))}")
+    for k in tuples:
+        if k in sec and not isinstance(sec[k], list):
+            raise InputError(f"config {source}: {name}.{k} must be a list of positive integers, got {sec[k]!r}")
     kw = {k: (tuple(v) if k in tuples else v) for k, v in sec.items()}
     kw.update(extra)
     try:
@@ -89,8 +92,39 @@ def _build(cls, sec: dict, name: str, source: str, tuples=(), **extra):
     return obj
 
 
+SECTIONS = ("ddim", "encoder", "unet", "inner", "stage1", "stage2")
+
+
+def _check_widths(c, sec: str, source: str) -> None:
+    """Sizes every network of the config can be built with (else torch fails deep inside, or later)."""
+    for key in ("ch", "groups", "unshuffle", "c_dim", "block") + (("num_res", "heads") if sec != "encoder" else ()):
+        if getattr(c, key) < 1:
+            raise InputError(f"config {source}: {sec}.{key} must be >= 1")
+    if not c.mults:
+        raise InputError(f"config {source}: {sec}.mults must not be empty")
+    if c.block % c.unshuffle or 64 % c.unshuffle:
+        raise InputError(f"config {source}: {sec}.unshuffle must divide the 64-pixel block")
+    widths = [c.ch * m for m in c.mults] + [c.ch]
+    if any(w % c.groups for w in widths):
+        raise InputError(f"config {source}: {sec}.groups={c.groups} must divide every channel width {widths}")
+    if sec == "encoder":
+        return
+    if any(w % c.heads for w in widths):
+        raise InputError(f"config {source}: {sec}.heads={c.heads} must divide every channel width {widths}")
+    if not 0 <= c.dropout < 1:
+        raise InputError(f"config {source}: {sec}.dropout must be in [0, 1)")
+    sizes = [c.block // c.unshuffle >> i for i in range(len(c.mults))]
+    if any(r not in sizes for r in c.attn_res):
+        raise InputError(f"config {source}: {sec}.attn_res {list(c.attn_res)} must be feature-map sizes of the "
+                         f"UNet levels {sizes}")
+
+
 def config_from_dict(raw: dict, source: str = "<dict>") -> Config:
     """Validate a parsed TOML dict into a Config."""
+    unknown = set(raw) - set(SECTIONS) - {"name"}
+    if unknown:
+        raise InputError(f"config {source}: unknown section(s) or key(s) {', '.join(sorted(unknown))} "
+                         f"(known: name, {', '.join(f'[{s}]' for s in SECTIONS)})")
     enc_sec = _section(raw, "encoder", source)
     enc = _build(EncoderConfig, enc_sec, "encoder", source, tuples=("mults",))
     ddim = _build(DDIMConfig, _section(raw, "ddim", source), "ddim", source)
@@ -104,14 +138,13 @@ def config_from_dict(raw: dict, source: str = "<dict>") -> Config:
     stages = {}
     for s in (1, 2):
         stages[s] = _build(StageConfig, _section(raw, f"stage{s}", source), f"stage{s}", source)
-        if stages[s].batch < 1 or stages[s].steps < 1 or stages[s].ckpt_every < 1 or stages[s].log_every < 1:
-            raise InputError(f"config {source}: stage{s} steps, batch, ckpt_every and log_every must be >= 1")
-    for c in (enc, unet, inner_unet):
-        if c.block % c.unshuffle or 64 % c.unshuffle:
-            raise InputError(f"config {source}: unshuffle must divide the 64-pixel block")
-        widths = [c.ch * m for m in c.mults] + [c.ch]
-        if any(w % c.groups for w in widths):
-            raise InputError(f"config {source}: groups={c.groups} must divide every channel width {widths}")
+        st = stages[s]
+        if min(st.batch, st.steps, st.ckpt_every, st.log_every, st.threads) < 1:
+            raise InputError(f"config {source}: stage{s} steps, batch, ckpt_every, log_every and threads must be >= 1")
+        if not st.lr > 0 or not 0 <= st.ema < 1:
+            raise InputError(f"config {source}: stage{s} needs lr > 0 and 0 <= ema < 1")
+    for sec, c in (("encoder", enc), ("unet", unet), ("inner", inner_unet)):
+        _check_widths(c, sec, source)
     for sec, u in (("unet", unet), ("inner", inner_unet)):
         if u.param not in ("eps", "v"):
             raise InputError(f"config {source}: {sec}.param must be eps or v, got {u.param!r}")

@@ -20,7 +20,7 @@ from . import metrics as M
 from .blocks import merge_blocks, split_blocks
 from .data import list_images, load_rgb
 from .gaussian_model import StationaryGaussian
-from .modelfile import DEFAULT_MODEL_DIR, load_inner, load_outer
+from .modelfile import DEFAULT_MODEL_DIR, load_model_dir
 from .outer_path import CHUNK, decrypt_blocks, encrypt_blocks, invert, sample
 from .train import pick_device
 
@@ -144,27 +144,23 @@ def run_eval_lossless(data, out, model=None, steps: int | None = None, refine: i
 
     files = list_images(data)[:limit] if limit else list_images(data)
     model_dir = Path(model) if model else DEFAULT_MODEL_DIR
-    outer_file = model_dir / "outer.pt"
-    if not model_dir.is_dir():
-        raise InputError(f"no such model folder: {model_dir}")
-    cfg, net, trained_step = load_outer(outer_file)
-    inner_file = model_dir / "inner.pt"
-    inner_net, inner_step = load_inner(inner_file)[1:] if inner_file.is_file() else (None, None)
+    cfg, net, trained_step, inner_net, inner_step = load_model_dir(model_dir)
     S = steps or cfg.ddim.steps
     K = cfg.ddim.refine if refine is None else refine
     if not 1 <= S <= cfg.ddim.T:
         raise InputError(f"--steps must be in 1..{cfg.ddim.T}")
     Ks = sorted({0, K})
+    dev = pick_device(device)
+    prior_data = data if prior_data is None else prior_data
+    list_images(prior_data)  # a bad folder fails here, before anything is written
     out = Path(out)
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise InputError(f"cannot create output folder {out}: {e.strerror}") from None
     torch.set_num_threads(threads)
-    dev = pick_device(device)
     net = net.to(dev)
     inner_net = inner_net.to(dev) if inner_net is not None else None
-    prior_data = data if prior_data is None else prior_data
     prior = fit_prior(prior_data)  # after every check: a bad argument fails before this work
     inner = None
 

@@ -78,11 +78,21 @@ def load_inner(path: str | Path) -> tuple[Config, CondUNet, int]:
     return cfg, m.eval(), int(obj.get("step", 0))
 
 
-def model_dir_files(model_dir: str | Path) -> tuple[Path, Path]:
+def load_model_dir(model_dir: str | Path) -> tuple[Config, OuterModel, int, CondUNet | None, int | None]:
+    """(config, Enc + N_o, its step, N_i or None, its step) from a model folder; N_i must take the c of this
+    Enc (the same c_dim and block)."""
     d = Path(model_dir)
     if not d.is_dir():
-        raise InputError(f"no such model folder: {model_dir}")
-    return d / "outer.pt", d / "inner.pt"
+        raise InputError(f"model must be a folder holding outer.pt (and inner.pt): {model_dir}"
+                         if d.exists() else f"no such model folder: {model_dir}")
+    cfg, outer, step = load_outer(d / "outer.pt")
+    if not (d / "inner.pt").is_file():
+        return cfg, outer, step, None, None
+    icfg, inner, istep = load_inner(d / "inner.pt")
+    if (icfg.inner_unet.c_dim, icfg.inner_unet.block) != (cfg.encoder.c_dim, cfg.encoder.block):
+        raise FormatError(f"{d / 'inner.pt'} does not belong with {d / 'outer.pt'} (its N_i takes c_dim "
+                          f"{icfg.inner_unet.c_dim}, the encoder gives {cfg.encoder.c_dim})")
+    return cfg, outer, step, inner, istep
 
 
 def publish_model(run_dir: str | Path, dest: str | Path, config: Config) -> list[Path]:
@@ -92,8 +102,7 @@ def publish_model(run_dir: str | Path, dest: str | Path, config: Config) -> list
     import shutil
 
     run_dir, dest = Path(run_dir), Path(dest)
-    dest.mkdir(parents=True, exist_ok=True)
-    written = []
+    objs = {}
     for name, kind in (("outer.pt", "outer"), ("inner.pt", "inner")):
         if kind == "inner" and not (run_dir / name).is_file():
             continue  # stage 2 not trained (yet): publish the outer model alone
@@ -101,6 +110,10 @@ def publish_model(run_dir: str | Path, dest: str | Path, config: Config) -> list
         field = "unet" if kind == "outer" else "inner_unet"
         if getattr(config_from_dict(obj["config"], name), field) != getattr(config, field):
             raise FormatError(f"{run_dir / name} was trained with a different UNet than {config.name}")
+        objs[name, kind] = obj  # both checked before either is written: never a new outer beside an old inner
+    dest.mkdir(parents=True, exist_ok=True)
+    written = []
+    for (name, kind), obj in objs.items():
         save_model_file(dest / name, kind, config, obj["state_dict"], int(obj["step"]), half=True)
         written.append(dest / name)
     for name in ("stage1_loss.csv", "stage1_loss.png", "stage2_loss.csv", "stage2_loss.png"):

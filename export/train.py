@@ -119,6 +119,24 @@ def plot_loss(rows: list[dict], path: Path, title: str) -> None:
     atomic_write(path, buf.getvalue())
 
 
+# Settings a run may change when resuming: how long, how often it logs and saves, how many threads, and the
+# DDIM sampling defaults (not used in training). Anything else changes what is trained.
+_RESUMABLE = {("ddim", "steps"), ("ddim", "refine"), ("ddim", "spacing"), ("ddim", "relax")} | {
+    (f"stage{s}", k) for s in (1, 2) for k in ("steps", "ckpt_every", "log_every", "threads")}
+
+
+def config_changes(old: dict, new: dict, stage: int) -> list[str]:
+    """The settings (section.key) that differ between a checkpoint's config and this run's and would make
+    resuming train something else; sections of the other stage are ignored."""
+    changed = []
+    for sec in ("ddim", "encoder", "unet") + (("stage1",) if stage == 1 else ("inner", "stage2")):
+        a, b = old.get(sec, {}), new.get(sec, {})
+        for key in sorted(set(a) | set(b)):
+            if (sec, key) not in _RESUMABLE and a.get(key) != b.get(key):
+                changed.append(f"{sec}.{key}")
+    return changed
+
+
 def _lr_at(step: int, base: float, warmup: int) -> float:
     return base * min(1.0, (step + 1) / warmup) if warmup > 0 else base
 
@@ -137,12 +155,12 @@ def train(config: str | Path, stage: int, data: str | Path, out: str | Path, res
     if total < 1:
         raise InputError("--steps must be >= 1")
     out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise InputError(f"--out {out} is a file, not a folder")
     dev = pick_device(device)
     torch.set_num_threads(threads or sc.threads)
     distributed, rank, world, dev = _dist_init(dev)
     try:
-        if rank == 0:
-            out.mkdir(parents=True, exist_ok=True)
         ckpt_path = out / f"stage{stage}_ckpt.pt"
         csv_path, png_path = out / f"stage{stage}_loss.csv", out / f"stage{stage}_loss.png"
         if ckpt_path.exists() and not resume:
@@ -157,7 +175,8 @@ def train(config: str | Path, stage: int, data: str | Path, out: str | Path, res
         else:
             outer_path = Path(outer) if outer else out / "outer.pt"
             if not outer_path.is_file():
-                raise InputError(f"stage 2 needs the stage-1 model {outer_path} (train stage 1 or pass --outer)")
+                raise InputError(f"no such stage-1 model file: {outer_path}" if outer else
+                                 f"stage 2 needs the stage-1 model {outer_path} (train stage 1 or pass --outer)")
             ocfg, om, _ = load_outer(outer_path)
             if ocfg.encoder.c_dim != cfg.unet.c_dim:
                 raise InputError(f"{outer_path} has c_dim {ocfg.encoder.c_dim}, config wants {cfg.unet.c_dim}")
@@ -174,6 +193,10 @@ def train(config: str | Path, stage: int, data: str | Path, out: str | Path, res
             ck = safe_load(ckpt_path)
             if ck.get("stage") != stage:
                 raise InputError(f"{ckpt_path} is a stage-{ck.get('stage')} checkpoint")
+            changed = config_changes(ck.get("config", {}), cfg.raw, stage)
+            if changed:
+                raise InputError(f"{ckpt_path} was trained with other settings ({', '.join(changed)}); resume "
+                                 f"with its config or choose another --out")
             try:
                 model.load_state_dict(ck["model"])
                 ema.load_state_dict(ck["ema"])
@@ -182,6 +205,14 @@ def train(config: str | Path, stage: int, data: str | Path, out: str | Path, res
                 raise InputError(f"{ckpt_path} does not match config {config} ({str(e).splitlines()[0]})") from None
             start, elapsed0 = int(ck["step"]), float(ck.get("elapsed_s", 0.0))
         rows = [r for r in read_loss_csv(csv_path) if r["step"] <= start] if start else []
+        if rank == 0:
+            try:
+                out.mkdir(parents=True, exist_ok=True)
+            except OSError as e:
+                raise InputError(f"cannot create output folder {out}: {e.strerror}") from None
+            if stage == 1 and (out / "inner.pt").is_file():
+                print(f"rdec: warning: {out / 'inner.pt'} was trained against the stage-1 model this run replaces; "
+                      f"train stage 2 again afterwards", file=sys.stderr)
 
         net = model
         if distributed:
@@ -190,15 +221,17 @@ def train(config: str | Path, stage: int, data: str | Path, out: str | Path, res
             net = DDP(model, device_ids=[dev.index] if dev.type == "cuda" else None)
 
         def save(step: int, elapsed: float) -> None:
+            """The model file and loss log first, the checkpoint last: interrupted in between, a resume goes
+            back to the previous checkpoint and rewrites the newer files, so no logged step is lost."""
             if rank != 0:
                 return
-            atomic_torch_save({"format": "rdec-diffusion-v1", "stage": stage, "step": step, "elapsed_s": elapsed,
-                               "config": cfg.raw, "model": model.state_dict(), "ema": ema.state_dict(),
-                               "opt": opt.state_dict()}, ckpt_path)
             save_model_file(out / ("outer.pt" if stage == 1 else "inner.pt"), "outer" if stage == 1 else "inner",
                             cfg, ema.state_dict(), step)
             write_loss_csv(csv_path, rows)
             plot_loss(rows, png_path, f"{cfg.name}: stage {stage} ({'Enc + N_o' if stage == 1 else 'N_i'})")
+            atomic_torch_save({"format": "rdec-diffusion-v1", "stage": stage, "step": step, "elapsed_s": elapsed,
+                               "config": cfg.raw, "model": model.state_dict(), "ema": ema.state_dict(),
+                               "opt": opt.state_dict()}, ckpt_path)
 
         t0 = time.time()
         acc, nacc = 0.0, 0

@@ -55,7 +55,10 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("rdec: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
-    except (OSError, MemoryError) as e:
+    except MemoryError:
+        print("rdec: error: out of memory", file=sys.stderr)
+        return EXIT_ERROR
+    except OSError as e:
         print(f"rdec: error: {e}", file=sys.stderr)
         return EXIT_ERROR
 

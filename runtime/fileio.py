@@ -19,7 +19,12 @@ def atomic_write(path: str | os.PathLike, data: bytes, mode: int | None = None) 
     parent = path.parent if str(path.parent) else Path(".")
     if not parent.is_dir():
         raise InputError(f"output folder does not exist: {parent}")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=parent)
+    if path.is_dir():
+        raise InputError(f"cannot write {path}: it is a folder")
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=parent)
+    except OSError as e:  # the message would name the hidden temporary file; name the target instead
+        raise InputError(f"cannot write {path}: {e.strerror}") from None
     try:
         os.fchmod(fd, _default_mode() if mode is None else mode)
         with os.fdopen(fd, "wb") as f:
@@ -27,11 +32,13 @@ def atomic_write(path: str | os.PathLike, data: bytes, mode: int | None = None) 
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         try:
             os.unlink(tmp)
         except FileNotFoundError:
             pass
+        if isinstance(e, OSError):
+            raise InputError(f"cannot write {path}: {e.strerror}") from None
         raise
 
 
@@ -42,16 +49,25 @@ def _default_mode() -> int:
     return 0o666 & ~umask
 
 
-def read_bytes(path: str | os.PathLike) -> bytes:
-    """Read a whole input file, turning OS errors into a typed InputError."""
+def read_bytes(path: str | os.PathLike, limit: int | None = None, error: type = InputError) -> bytes:
+    """Read a whole regular file (at most `limit` bytes), turning OS errors into a typed error. Devices and
+    pipes are refused: /dev/zero would be read until memory runs out."""
+    import stat
+
     try:
-        return Path(path).read_bytes()
+        with open(path, "rb") as f:
+            if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+                raise error(f"not a regular file: {path}")
+            data = f.read() if limit is None else f.read(limit + 1)
     except FileNotFoundError:
-        raise InputError(f"no such file: {path}") from None
+        raise error(f"no such file: {path}") from None
     except IsADirectoryError:
-        raise InputError(f"is a folder, not a file: {path}") from None
+        raise error(f"is a folder, not a file: {path}") from None
     except OSError as e:
-        raise InputError(f"cannot read {path}: {e.strerror}") from None
+        raise error(f"cannot read {path}: {e.strerror}") from None
+    if limit is not None and len(data) > limit:
+        raise error(f"{path} is larger than {limit} bytes")
+    return data
 
 
 def load_image(path: str | os.PathLike) -> np.ndarray:
@@ -60,12 +76,19 @@ def load_image(path: str | os.PathLike) -> np.ndarray:
 
     from PIL import Image, UnidentifiedImageError
 
+    from PIL import ImageOps
+
     data = read_bytes(path)
     try:
         with Image.open(io.BytesIO(data)) as im:
             im.load()
-            return image_to_array(im)
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
+            # EXIF orientation applied: the pixels as a viewer shows them (encrypted outputs carry no EXIF)
+            return image_to_array(ImageOps.exif_transpose(im))
+    except Image.DecompressionBombError as e:
+        raise InputError(f"image too large: {path} ({e})") from None
+    except UnidentifiedImageError:  # its message names the in-memory buffer, not the file
+        raise InputError(f"not a readable image: {path} (unknown or damaged image format)") from None
+    except (OSError, ValueError, SyntaxError) as e:
         raise InputError(f"not a readable image: {path} ({e})") from None
 
 

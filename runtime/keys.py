@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from .errors import InputError, KeyFileError
-from .fileio import atomic_write
+from .fileio import atomic_write, read_bytes
 
 KEY_BYTES = 32
 NONCE_BYTES = 16
@@ -46,15 +46,11 @@ def write_key_file(path: str | os.PathLike, key: bytes | None = None, overwrite:
 
 
 def read_key_file(path: str | os.PathLike) -> bytes:
-    """Read a key file written by `write_key_file` (or 32 raw bytes); typed error otherwise."""
-    try:
-        data = Path(path).read_bytes()
-    except FileNotFoundError:
-        raise KeyFileError(f"no such key file: {path}") from None
-    except OSError as e:
-        raise KeyFileError(f"cannot read key file {path}: {e.strerror}") from None
-    if len(data) == KEY_BYTES and not data.startswith(_KEY_HEADER.encode()):
-        return data
+    """Read a key file written by `write_key_file`; typed error otherwise (any other file, even one of 32
+    bytes, is refused: a typed passphrase or a stray file must not silently become a key)."""
+    if not Path(path).exists():
+        raise KeyFileError(f"no such key file: {path}")
+    data = read_bytes(path, limit=1024, error=KeyFileError)
     try:
         lines = data.decode("ascii").split()
     except UnicodeDecodeError:

@@ -1,12 +1,13 @@
 """Networks, configs and block layout of the diffusion side: shapes, dtypes, config validation."""
 import re
+import tomllib
 
 import numpy as np
 import pytest
 import torch
 
 from rdec.export.blocks import merge_blocks, split_blocks
-from rdec.export.config import CONFIG_DIR, load_config
+from rdec.export.config import CONFIG_DIR, config_from_dict, load_config
 from rdec.export.networks import CondUNet, OuterModel, SemanticEncoder, count_params
 from rdec.runtime.errors import InputError, RdecError
 
@@ -84,8 +85,12 @@ def test_bad_configs_raise_typed_errors(tmp_path):
         load_config(tmp_path / "missing.toml")
     with pytest.raises(InputError, match="not valid TOML"):
         load_config(_write(tmp_path, "this is = = not toml"))
-    with pytest.raises(InputError, match=r"missing section \[unet\]"):
+    with pytest.raises(InputError, match="unknown section.*unetx"):
         load_config(_write(tmp_path, good.replace("[unet]", "[unetx]")))
+    raw = tomllib.loads(good)
+    del raw["unet"]
+    with pytest.raises(InputError, match=r"missing section \[unet\]"):
+        config_from_dict(raw)
     with pytest.raises(InputError, match="unknown key"):
         load_config(_write(tmp_path, good.replace("[encoder]\n", "[encoder]\nfoo = 1\n")))
     with pytest.raises(InputError, match="bad value"):
@@ -94,6 +99,26 @@ def test_bad_configs_raise_typed_errors(tmp_path):
         load_config(_write(tmp_path, good.replace("groups = 4", "groups = 3")))
     with pytest.raises(RdecError):
         load_config(tmp_path)
+
+
+@pytest.mark.parametrize("section,key,value,message", [
+    ("encoder", "mults", 2, "must be a list"),
+    ("encoder", "mults", [], "must not be empty"),
+    ("encoder", "ch", 0, "ch must be >= 1"),
+    ("unet", "heads", 3, "heads=3 must divide"),
+    ("unet", "heads", 0, "heads must be >= 1"),
+    ("unet", "dropout", 1.5, "dropout"),
+    ("unet", "attn_res", [5], "attn_res"),
+    ("inner", "heads", 3, "inner.heads=3"),
+    ("stage1", "ema", 5.0, "ema"),
+    ("stage2", "lr", 0.0, "lr"),
+])
+def test_config_values_that_no_network_can_take_are_refused(section, key, value, message):
+    """Checked when the config loads, before any network is built (else torch fails deep inside)."""
+    raw = tomllib.loads((CONFIG_DIR / "tiny.toml").read_text())
+    raw.setdefault(section, {})[key] = value
+    with pytest.raises(InputError, match=message):
+        config_from_dict(raw)
 
 
 @pytest.mark.parametrize("h,w", [(64, 64), (100, 70), (128, 192), (30, 20)])

@@ -122,6 +122,53 @@ def test_stage2_freezes_encoder(data_dir, tmp_path):
         torch.testing.assert_close(w, v, rtol=1e-3, atol=1e-4)
 
 
+def test_resume_refuses_a_changed_config_and_failed_runs_leave_no_folder(data_dir, tmp_path):
+    out = tmp_path / "run"
+    with pytest.raises(InputError, match="no such data folder"):
+        train("tiny", 1, tmp_path / "nothing", out, steps=2, device="cpu", threads=1, progress=False)
+    assert not out.exists()
+    train("tiny", 1, data_dir, out, steps=4, device="cpu", threads=1, progress=False)
+    text = (CONFIG_DIR / "tiny.toml").read_text()
+    changed = tmp_path / "changed.toml"
+    changed.write_text(text.replace("seed = 1", "seed = 7"))
+    assert "seed = 7" in changed.read_text()
+    with pytest.raises(InputError, match="stage1.seed"):
+        train(changed, 1, data_dir, out, steps=8, resume=True, device="cpu", threads=1, progress=False)
+    longer = tmp_path / "longer.toml"  # run length and logging may change on resume
+    longer.write_text(text.replace("log_every = 5", "log_every = 2"))
+    assert train(longer, 1, data_dir, out, steps=8, resume=True, device="cpu", threads=1, progress=False)["step"] == 8
+
+
+def test_model_folders_are_published_whole_and_checked_as_a_pair(data_dir, tmp_path):
+    from rdec.export.modelfile import load_model_dir
+
+    a = tmp_path / "a"
+    train("tiny", 1, data_dir, a, steps=2, device="cpu", threads=1, progress=False)
+    train("tiny", 2, data_dir, a, steps=2, device="cpu", threads=1, progress=False)
+    raw = load_config("tiny").raw
+    other = raw | {"encoder": raw["encoder"] | {"c_dim": 8}}
+    b = tmp_path / "b"
+    b.mkdir()
+    from rdec.export.config import config_from_dict
+    from rdec.export.modelfile import save_model_file
+    from rdec.export.networks import CondUNet
+
+    cfg_b = config_from_dict(other)
+    save_model_file(b / "inner.pt", "inner", cfg_b, CondUNet(cfg_b.inner_unet).state_dict(), 1)
+    mixed = tmp_path / "mixed"
+    mixed.mkdir()
+    (mixed / "outer.pt").write_bytes((a / "outer.pt").read_bytes())
+    (mixed / "inner.pt").write_bytes((b / "inner.pt").read_bytes())
+    with pytest.raises(FormatError, match="does not belong"):
+        load_model_dir(mixed)
+    assert load_model_dir(a)[3] is not None
+    # a run whose inner.pt does not fit the config publishes nothing at all
+    (a / "inner.pt").write_bytes((b / "inner.pt").read_bytes())
+    with pytest.raises(FormatError, match="different UNet"):
+        publish_model(a, tmp_path / "pub", load_config("tiny"))
+    assert not (tmp_path / "pub").exists()
+
+
 def test_bad_checkpoint_files(tmp_path):
     bad = tmp_path / "outer.pt"
     bad.write_bytes(b"definitely not a checkpoint")
