@@ -27,8 +27,15 @@ def _keygen(args: argparse.Namespace) -> int:
     return 0
 
 
+class _Parser(argparse.ArgumentParser):
+    """Usage mistakes, too, as one line `rdec: error: ...` (exit status 2, as argparse)."""
+
+    def error(self, message: str):
+        self.exit(2, f"rdec: error: {message} (see `{self.prog} --help`)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="rdec",
         description="Protect camera images: JPEG-compatible ECEA encryption and reversed-diffusion codecs.",
     )

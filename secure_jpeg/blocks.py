@@ -19,6 +19,7 @@ from rdec.runtime.keys import KeyStream
 
 BLOCK_SIZES = (8, 16, 32)
 MCU = 16
+JPEG_MAX_SIDE = 65500  # libjpeg-turbo's limit (JPEG_MAX_DIMENSION)
 # The 6 channel orders (output channel c takes source channel ORDER[c]) and the index of each one's inverse.
 _CHANNEL_ORDERS = ((0, 1, 2), (0, 2, 1), (1, 0, 2), (1, 2, 0), (2, 0, 1), (2, 1, 0))
 _REVERSED_ORDER = np.array([_CHANNEL_ORDERS.index(o[::-1]) for o in _CHANNEL_ORDERS], dtype=np.int64)
@@ -52,8 +53,8 @@ def check_image(image: np.ndarray) -> np.ndarray:
         raise InputError(f"image must be HxW (grayscale) or HxWx3 (RGB), got shape {image.shape}")
     if image.shape[0] < 1 or image.shape[1] < 1:
         raise InputError("image is empty")
-    if image.shape[0] > 65500 or image.shape[1] > 65500:
-        raise InputError("image is larger than JPEG allows (65500 pixels a side)")
+    if image.shape[0] > JPEG_MAX_SIDE or image.shape[1] > JPEG_MAX_SIDE:
+        raise InputError(f"image is larger than JPEG allows ({JPEG_MAX_SIDE} pixels a side)")
     return image
 
 
@@ -304,6 +305,9 @@ def encrypt_blocks(image: np.ndarray, stream: KeyStream, block: int, scratch: bo
     records the true size. scratch=True returns a per-thread buffer that the next call overwrites (for a
     caller that consumes it at once, as the JPEG encoder does)."""
     image = check_image(image)
+    if block in BLOCK_SIZES and max(padded_size(*image.shape[:2], block)) > JPEG_MAX_SIDE:
+        raise InputError(f"image {image.shape[1]}x{image.shape[0]} is too large for JPEG once padded to whole "
+                         f"{max(block, MCU)}-pixel blocks (at most {JPEG_MAX_SIDE} pixels a side)")
     return _run(image, stream, block, image.shape[0], image.shape[1], inverse=False, scratch=scratch)
 
 

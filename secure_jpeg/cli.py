@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import signal
 from pathlib import Path
 
 from rdec.runtime.errors import InputError
@@ -15,12 +17,21 @@ def _encrypt(args: argparse.Namespace) -> int:
 
     from . import ecea
 
+    if Path(args.output).suffix.lower() not in JPEG_SUFFIXES:
+        raise InputError(f"the encrypted file is a JPEG: OUT must end in .jpg or .jpeg, got {args.output}")
+    pixel_options = {"--block": args.block, "--quality": args.quality, "--subsampling": args.subsampling,
+                     "--restart": args.restart}
+    if args.dc_only and any(v is not None for v in pixel_options.values()):
+        given = ", ".join(k for k, v in pixel_options.items() if v is not None)
+        raise InputError(f"--dc-only keeps the JPEG as it is (no re-encoding): {given} cannot apply")
     key = read_key_file(args.key)
     if args.dc_only:
         data = ecea.encrypt_jpeg(read_bytes(args.input), key)
     else:
-        data = ecea.encrypt(load_image(args.input), key, block=args.block, quality=args.quality,
-                            subsampling=args.subsampling, restart_interval=args.restart)
+        data = ecea.encrypt(load_image(args.input), key, block=args.block or ecea.DEFAULT_BLOCK,
+                            quality=ecea.DEFAULT_QUALITY if args.quality is None else args.quality,
+                            subsampling=args.subsampling or ecea.DEFAULT_SUBSAMPLING,
+                            restart_interval=args.restart or 0)
     atomic_write(args.output, data)
     return 0
 
@@ -51,13 +62,28 @@ def _eval(args: argparse.Namespace) -> int:
     return 0
 
 
+@contextlib.contextmanager
+def _terminate_as_interrupt():
+    """SIGTERM (systemd, docker stop) stops a stream as Ctrl-C does: the frame in hand is finished, the
+    status line printed, and the command exits as interrupted."""
+    def handler(signum, frame):
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def _stream(args: argparse.Namespace) -> int:
     from rdec.runtime.keys import read_key_file
 
     from .stream import encrypt_stream
 
-    encrypt_stream(args.source, args.out, read_key_file(args.key), block=args.block, quality=args.quality,
-                   subsampling=args.subsampling, max_frames=args.max_frames, fps_limit=args.fps)
+    with _terminate_as_interrupt():
+        encrypt_stream(args.source, args.out, read_key_file(args.key), block=args.block, quality=args.quality,
+                       subsampling=args.subsampling, max_frames=args.max_frames, fps_limit=args.fps)
     return 0
 
 
@@ -66,18 +92,21 @@ def _decrypt_stream(args: argparse.Namespace) -> int:
 
     from .stream import decrypt_folder
 
-    decrypt_folder(args.input, args.out, read_key_file(args.key))
+    with _terminate_as_interrupt():
+        decrypt_folder(args.input, args.out, read_key_file(args.key))
     return 0
 
 
-def _add_jpeg_options(p: argparse.ArgumentParser) -> None:
+def _add_jpeg_options(p: argparse.ArgumentParser, defaults: bool = True) -> None:
+    """--block, --quality, --subsampling; defaults=False leaves them None when not given (so that a
+    command can tell options given from defaults), the help still naming the defaults."""
     from .ecea import DEFAULT_BLOCK, DEFAULT_QUALITY, DEFAULT_SUBSAMPLING, SUBSAMPLING
 
-    p.add_argument("--block", type=int, choices=(8, 16, 32), default=DEFAULT_BLOCK,
+    p.add_argument("--block", type=int, choices=(8, 16, 32), default=DEFAULT_BLOCK if defaults else None,
                    help=f"stage-1 block size in pixels (default {DEFAULT_BLOCK})")
-    p.add_argument("--quality", type=int, default=DEFAULT_QUALITY, metavar="Q",
+    p.add_argument("--quality", type=int, default=DEFAULT_QUALITY if defaults else None, metavar="Q",
                    help=f"JPEG quality 1-100 (default {DEFAULT_QUALITY})")
-    p.add_argument("--subsampling", choices=tuple(SUBSAMPLING), default=DEFAULT_SUBSAMPLING,
+    p.add_argument("--subsampling", choices=tuple(SUBSAMPLING), default=DEFAULT_SUBSAMPLING if defaults else None,
                    help=f"chroma subsampling (default {DEFAULT_SUBSAMPLING})")
 
 
@@ -94,11 +123,12 @@ def register(sub) -> None:
     e.add_argument("input", metavar="IN")
     e.add_argument("output", metavar="OUT.jpg")
     e.add_argument("--key", required=True, metavar="KEYFILE", help="key file from `rdec keygen`")
-    _add_jpeg_options(e)
-    e.add_argument("--restart", type=int, default=0, metavar="MCUS",
+    _add_jpeg_options(e, defaults=False)
+    e.add_argument("--restart", type=int, metavar="MCUS",
                    help="emit a restart marker every MCUS MCUs (default 0: none)")
     e.add_argument("--dc-only", action="store_true",
-                   help="IN is a baseline JPEG: apply only the bitstream stage (no re-encoding, no quality loss)")
+                   help="IN is a baseline JPEG: apply only the bitstream stage (no re-encoding, no quality loss); "
+                        "its metadata (EXIF, thumbnails, comments) is encrypted into the header")
     e.set_defaults(func=_encrypt)
 
     d = jsub.add_parser("decrypt", help="decrypt an ECE JPEG to a PNG (or the original JPEG for --dc-only files)",

@@ -4,14 +4,18 @@ a key-check value and an HMAC-SHA256 tag over the whole file.
 The tag is computed over the complete ECE file with the tag field zeroed, so any change anywhere (headers,
 entropy-coded data, the parameters themselves) or a truncation is detected before anything is decrypted.
 The key-check value (an HKDF output bound to the nonce) tells a wrong key apart from a modified file.
+A stage-2-only file's metadata (APPn and COM segments, bytes after EOI) follows in APP15 META segments,
+encrypted with the image's own subkey, so the file shows no EXIF, GPS position or thumbnail in the clear.
 """
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+import numpy as np
 
 from rdec.runtime.errors import FormatError, IntegrityError, UnsupportedError, WrongKeyError
-from rdec.runtime.keys import NONCE_BYTES, hmac_sha256, subkey, tags_equal
+from rdec.runtime.keys import NONCE_BYTES, KeyStream, hmac_sha256, subkey, tags_equal
 
 MARKER = 0xEF  # APP15
 IDENT = b"RDEC-ECEA\x00"
@@ -22,6 +26,8 @@ CHECK_BYTES = 8
 TAG_BYTES = 32
 _BODY = len(IDENT) + _FIELDS.size + NONCE_BYTES + CHECK_BYTES + TAG_BYTES
 SEGMENT_BYTES = 4 + _BODY  # FF EF, length, body
+META_IDENT = b"RDEC-META\x00"
+_META_CHUNK = 65535 - 2 - len(META_IDENT)
 
 
 @dataclass
@@ -32,6 +38,9 @@ class Header:
     height: int
     width: int
     nonce: bytes
+    # Metadata of a stage-2-only input (APPn and COM segments, bytes after EOI: EXIF with GPS, thumbnails,
+    # appended videos), as (offset in the original file, bytes); stored encrypted in META segments.
+    metadata: list[tuple[int, bytes]] = field(default_factory=list)
 
     @property
     def stage1(self) -> bool:
@@ -50,13 +59,56 @@ def _insert_at(data: bytes) -> int:
     return pos
 
 
+def _meta_cipher(blob: bytes, key: bytes, nonce: bytes) -> bytes:
+    """XOR with the keystream of this image's metadata subkey (encrypts and decrypts)."""
+    ks = KeyStream(key, nonce, "ecea/metadata").words(-(-len(blob) // 4)).view(np.uint8)[:len(blob)]
+    return (np.frombuffer(blob, dtype=np.uint8) ^ ks).tobytes()
+
+
+def _meta_segments(pieces: list[tuple[int, bytes]], key: bytes, nonce: bytes) -> bytes:
+    """The metadata pieces, serialized, encrypted and cut into APP15 META segments (none if no pieces)."""
+    blob = _meta_cipher(b"".join(struct.pack(">II", at, len(b)) + b for at, b in pieces), key, nonce)
+    return b"".join(b"\xff" + bytes([MARKER]) + struct.pack(">H", 2 + len(META_IDENT) + len(chunk)) + META_IDENT
+                    + chunk for chunk in (blob[i:i + _META_CHUNK] for i in range(0, len(blob), _META_CHUNK)))
+
+
+def _take_meta_segments(data: bytes, at: int, key: bytes, nonce: bytes) -> tuple[bytes, list[tuple[int, bytes]]]:
+    """Remove the META segments that follow the header (now at `at`) and decrypt their pieces."""
+    pos, chunks = at, []
+    while data[pos:pos + 2] == b"\xff" + bytes([MARKER]) and data[pos + 4:pos + 4 + len(META_IDENT)] == META_IDENT:
+        length = (data[pos + 2] << 8) | data[pos + 3]
+        chunks.append(data[pos + 4 + len(META_IDENT):pos + 2 + length])
+        pos += 2 + length
+    blob, pieces, i = _meta_cipher(b"".join(chunks), key, nonce), [], 0
+    while i < len(blob):
+        if i + 8 > len(blob):
+            raise FormatError("corrupted rdec metadata segment")
+        off, n = struct.unpack_from(">II", blob, i)
+        if i + 8 + n > len(blob):
+            raise FormatError("corrupted rdec metadata segment")
+        pieces.append((off, blob[i + 8:i + 8 + n]))
+        i += 8 + n
+    return data[:at] + data[pos:], pieces
+
+
+def restore_metadata(jpeg: bytes, pieces: list[tuple[int, bytes]]) -> bytes:
+    """Put metadata pieces back at their offsets in the original file (the inverse of taking them out)."""
+    out = bytearray(jpeg)
+    for at, b in pieces:  # in increasing offset order: each insertion restores the file up to its end
+        if at > len(out):
+            raise FormatError("corrupted rdec metadata segment (offset past the end of the image)")
+        out[at:at] = b
+    return bytes(out)
+
+
 def seal(jpeg: bytes, header: Header, key: bytes) -> bytes:
-    """Insert the header segment into a JPEG and fill in its HMAC tag."""
+    """Insert the header segment (and the encrypted metadata, if any) into a JPEG and fill in its HMAC tag."""
     body = IDENT + _FIELDS.pack(VERSION, header.flags, header.block, header.channels, header.height,
                                 header.width) + header.nonce + _check_value(key, header.nonce)
     segment = b"\xff" + bytes([MARKER]) + struct.pack(">H", _BODY + 2) + body
     at = _insert_at(jpeg)
-    unsigned = jpeg[:at] + segment + bytes(TAG_BYTES) + jpeg[at:]
+    meta = _meta_segments(header.metadata, key, header.nonce)
+    unsigned = jpeg[:at] + segment + bytes(TAG_BYTES) + meta + jpeg[at:]
     tag = hmac_sha256(subkey(key, header.nonce, "ecea/mac"), unsigned)
     tag_at = at + SEGMENT_BYTES - TAG_BYTES
     return unsigned[:tag_at] + tag + unsigned[tag_at + TAG_BYTES:]
@@ -104,4 +156,5 @@ def open_sealed(data: bytes, key: bytes, verify: bool = True) -> tuple[Header, b
         unsigned = data[:tag_at] + bytes(TAG_BYTES) + data[tag_at + TAG_BYTES:]
         if not tags_equal(data[tag_at: tag_at + TAG_BYTES], hmac_sha256(subkey(key, header.nonce, "ecea/mac"), unsigned)):
             raise IntegrityError("authentication failed: the file was modified or truncated after encryption")
-    return header, data[:at] + data[at + SEGMENT_BYTES:]
+    data, header.metadata = _take_meta_segments(data[:at] + data[at + SEGMENT_BYTES:], at, key, header.nonce)
+    return header, data

@@ -17,7 +17,7 @@ from rdec.runtime.keys import KeyStream, check_key, check_nonce, new_nonce
 from . import container
 from .blocks import BLOCK_SIZES, decrypt_blocks, encrypt_blocks
 from .dcperm import permute_dc
-from .markers import parse
+from .markers import parse, strip_metadata
 
 SUBSAMPLING = {"444": 0, "422": 1, "420": 2}
 DEFAULT_BLOCK = 16
@@ -95,7 +95,7 @@ def decrypt_to_jpeg(data: bytes, key: bytes, verify: bool = True) -> tuple[conta
     """Check the tag and restore the EC JPEG bit for bit (still stage-1 scrambled if the file has stage 1)."""
     key = check_key(key)
     header, ece = container.open_sealed(data, key, verify=verify)
-    return header, permute_dc(ece, key, header.nonce, inverse=True)
+    return header, container.restore_metadata(permute_dc(ece, key, header.nonce, inverse=True), header.metadata)
 
 
 def decrypt(data: bytes, key: bytes, verify: bool = True) -> np.ndarray:
@@ -111,11 +111,13 @@ def decrypt(data: bytes, key: bytes, verify: bool = True) -> np.ndarray:
 
 
 def encrypt_jpeg(jpeg: bytes, key: bytes, nonce: bytes | None = None) -> bytes:
-    """Stage 2 only: permute DC units of an existing baseline JPEG (no re-encoding, no quality loss)."""
+    """Stage 2 only: permute DC units of an existing baseline JPEG (no re-encoding, no quality loss). Its
+    metadata (EXIF, thumbnails, comments, anything after EOI) is moved into the encrypted header."""
     key = check_key(key)
     nonce = new_nonce() if nonce is None else check_nonce(nonce)
     parsed = parse(jpeg)
-    ece = permute_dc(parsed, key, nonce)
+    stripped, metadata = strip_metadata(parsed)
+    ece = permute_dc(stripped, key, nonce)
     frame = parsed.frame
-    channels = len(frame.components)
-    return container.seal(ece, container.Header(0, 0, channels, frame.height, frame.width, nonce), key)
+    header = container.Header(0, 0, len(frame.components), frame.height, frame.width, nonce, metadata)
+    return container.seal(ece, header, key)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import io
+import math
 import os
 import statistics
 from pathlib import Path
@@ -55,8 +56,14 @@ def _channel_rows(base: dict, enc: np.ndarray, orig: np.ndarray, pairs: dict) ->
     avg = dict(base, channel="avg")
     for k in rows[0]:
         if k not in avg:
-            avg[k] = statistics.fmean(r[k] for r in rows)
+            avg[k] = _mean(r[k] for r in rows)
     return rows + [avg]
+
+
+def _mean(values) -> float:
+    """Mean of the defined values (NaN marks an undefined metric, e.g. correlation of a constant channel)."""
+    vals = [float(v) for v in values if not math.isnan(float(v))]
+    return statistics.fmean(vals) if vals else float("nan")
 
 
 def evaluate_image(name: str, image: np.ndarray, key: bytes, quality: int, subsampling: str,
@@ -166,6 +173,8 @@ def _fmt(v, digits=4) -> str:
     if isinstance(v, bool):
         return "yes" if v else "no"
     if isinstance(v, float):
+        if math.isnan(v):
+            return "n/a"
         return "inf" if v == float("inf") else f"{v:.{digits}f}"
     return str(v)
 
@@ -187,7 +196,7 @@ def _mean_rows(rows: list[dict], keys: list[str], cols: list[str]) -> list[dict]
         for c in cols:
             vals = [r[c] for r in rs if c in r and r[c] != ""]
             if vals:
-                row[c] = statistics.fmean(float(v) for v in vals)
+                row[c] = _mean(vals)
         out.append(row)
     return out
 

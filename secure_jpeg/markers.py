@@ -13,7 +13,7 @@ import numpy as np
 
 from rdec.runtime.errors import FormatError, UnsupportedError
 
-SOI, EOI, SOS, DHT, DQT, DRI, DNL, DAC = 0xD8, 0xD9, 0xDA, 0xC4, 0xDB, 0xDD, 0xDC, 0xCC
+SOI, EOI, SOS, DHT, DQT, DRI, DNL, DAC, COM = 0xD8, 0xD9, 0xDA, 0xC4, 0xDB, 0xDD, 0xDC, 0xCC, 0xFE
 SOF_SEQUENTIAL = (0xC0, 0xC1)
 _UNSUPPORTED_SOF = {
     0xC2: "progressive JPEG", 0xC3: "lossless JPEG", 0xC5: "hierarchical JPEG", 0xC6: "hierarchical JPEG",
@@ -221,3 +221,20 @@ def _parse_sos(body: bytes, frame: Frame, dc_tables: dict, ac_tables: dict, rest
     if n > 1 and sum(frame.components[c].h * frame.components[c].v for c, _, _ in comps) > 10:
         raise FormatError("corrupted JPEG: more than 10 blocks per MCU")
     return Scan(comps, 0, 0, restart, dict(dc_tables), dict(ac_tables))
+
+
+def strip_metadata(jpeg: JpegFile) -> tuple[bytes, list[tuple[int, bytes]]]:
+    """The file without its APPn and COM segments and without the bytes after EOI (EXIF, GPS positions,
+    thumbnails, comments, appended videos), and those pieces as (offset in the file, bytes)."""
+    data = jpeg.data
+    pieces = [(start, data[start:start + n]) for marker, start, n in jpeg.segments
+              if 0xE0 <= marker <= 0xEF or marker == COM]
+    marker, start, n = jpeg.segments[-1]  # EOI
+    if start + n < len(data):
+        pieces.append((start + n, data[start + n:]))
+    out, cursor = [], 0
+    for at, b in pieces:
+        out.append(data[cursor:at])
+        cursor = at + len(b)
+    out.append(data[cursor:])
+    return b"".join(out), pieces

@@ -22,16 +22,19 @@ def entropy(channel: np.ndarray) -> float:
     """Shannon entropy of the 8-bit histogram, in bits (8.0 for uniformly random pixels)."""
     counts = np.bincount(channel.ravel(), minlength=256).astype(np.float64)
     p = counts[counts > 0] / counts.sum()
-    return float(-(p * np.log2(p)).sum())
+    return float(-(p * np.log2(p)).sum()) + 0.0  # + 0.0: a one-colour channel gives 0.0, not -0.0
 
 
 def correlation(channel: np.ndarray, direction: str) -> float:
-    """Pearson correlation of all horizontally, vertically or diagonally adjacent pixel pairs."""
+    """Pearson correlation of all horizontally, vertically or diagonally adjacent pixel pairs; NaN where it is
+    undefined (no such pairs in a one-pixel-wide image, or a constant channel)."""
     c = channel.astype(np.float64)
     a, b = {"h": (c[:, :-1], c[:, 1:]), "v": (c[:-1, :], c[1:, :]), "d": (c[:-1, :-1], c[1:, 1:])}[direction]
+    if a.size == 0:
+        return float("nan")
     a, b = a.ravel() - a.mean(), b.ravel() - b.mean()
     den = math.sqrt(float((a * a).sum() * (b * b).sum()))
-    return float((a * b).sum() / den) if den > 0 else 0.0
+    return float((a * b).sum() / den) if den > 0 else float("nan")
 
 
 def npcr_uaci(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:

@@ -78,14 +78,23 @@ def _capture_frames(cap, cv2) -> Iterator[np.ndarray]:
         cap.release()
 
 
-def open_source(source: str) -> Iterator[np.ndarray]:
-    """Frames (uint8 RGB or grayscale) from a folder of images, a video file, or a camera (index or /dev/video*)."""
+def _folder_frames(files: list[Path]) -> Iterator[np.ndarray | RdecError]:
+    for p in files:
+        try:
+            yield load_image(p)
+        except RdecError as e:  # reported by the caller; the other images go on
+            yield e
+
+
+def open_source(source: str) -> Iterator[np.ndarray | RdecError]:
+    """Frames (uint8 RGB or grayscale) from a folder of images, a video file, or a camera (index or /dev/video*).
+    From a folder, an image that cannot be read comes as its error instead of a frame."""
     path = Path(source)
     if path.is_dir():
         files = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
         if not files:
             raise InputError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in folder {source}")
-        return (load_image(p) for p in files)
+        return _folder_frames(files)
     camera = source.isdigit() or source.startswith("/dev/video")
     if not camera and not path.is_file():
         raise InputError(f"source is not a folder, a video file or a camera: {source}")
@@ -98,8 +107,60 @@ def open_source(source: str) -> Iterator[np.ndarray]:
 
 def next_sequence(out: Path) -> int:
     """One past the highest frame number already in `out`, so nothing there is overwritten."""
+    if not out.is_dir():
+        return 0
     numbers = [int(m.group(1)) for p in out.iterdir() if (m := _FRAME_RE.match(p.name))]
     return max(numbers) + 1 if numbers else 0
+
+
+def _write_frame(path: Path, data: bytes) -> None:
+    """Atomically; the folder is made with the first frame, so a run that fails before leaves none."""
+    if not path.parent.is_dir():
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise InputError(f"cannot create output folder {path.parent}: {e.strerror}") from None
+    atomic_write(path, data)
+
+
+def _run_frames(progress: Progress, items, convert, end_note: str, max_frames: int = 0,
+                fps_limit: float = 0.0) -> None:
+    """Write `convert(item)` = (path, bytes) for each item, with the live status, until the items end or
+    `max_frames` are written. A frame that cannot be converted (an item that is an error, or RdecError from
+    `convert`) is reported and skipped; a write error stops the run. Ctrl-C stops after the frame in hand
+    (every finished frame is on disk) and is raised again once the status is closed, so the command still
+    exits as interrupted. Raises RdecError at the end if any frame failed."""
+    errors, note, interrupted = [], end_note, False
+    try:
+        for item in items:
+            t0 = time.perf_counter()
+            try:
+                if isinstance(item, RdecError):
+                    raise item
+                path, data = convert(item)
+            except RdecError as e:
+                progress.failed += 1
+                errors.append(str(e))
+                continue
+            _write_frame(path, data)
+            progress.tick(time.perf_counter() - t0)
+            if max_frames and progress.count >= max_frames:
+                note = f"stopped after {max_frames} frames"
+                break
+            if fps_limit:
+                time.sleep(max(0.0, progress.start + progress.count / fps_limit - time.perf_counter()))
+    except KeyboardInterrupt:
+        note, interrupted = "stopped by Ctrl-C or SIGTERM; every finished frame is on disk", True
+    except BaseException:
+        note = "stopped by an error"
+        raise
+    finally:
+        progress.close(note)
+    if interrupted:
+        raise KeyboardInterrupt
+    if errors:
+        raise RdecError(f"{len(errors)} of {progress.count + len(errors)} frames failed: " + "; ".join(errors[:5])
+                        + (" ..." if len(errors) > 5 else ""))
 
 
 def encrypt_stream(source: str, out: str | os.PathLike, key: bytes, block: int = ecea.DEFAULT_BLOCK,
@@ -112,26 +173,18 @@ def encrypt_stream(source: str, out: str | os.PathLike, key: bytes, block: int =
     ecea.jpeg_encode(np.zeros((8, 8), np.uint8), quality, subsampling)
     frames = open_source(str(source))
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    if out.exists() and not out.is_dir():
+        raise InputError(f"--out {out} is a file, not a folder")
     seq = next_sequence(out)
+
+    def convert(image: np.ndarray) -> tuple[Path, bytes]:
+        nonlocal seq
+        data = ecea.encrypt(image, key, block=block, quality=quality, subsampling=subsampling)
+        seq += 1
+        return out / (FRAME_NAME.format(seq - 1) + ".jpg"), data
+
     progress = Progress("encrypting", progress_stream)
-    note = "source ended"
-    try:
-        for image in frames:
-            t0 = time.perf_counter()
-            data = ecea.encrypt(image, key, block=block, quality=quality, subsampling=subsampling)
-            atomic_write(out / (FRAME_NAME.format(seq) + ".jpg"), data)
-            seq += 1
-            progress.tick(time.perf_counter() - t0)
-            if max_frames and progress.count >= max_frames:
-                note = f"stopped after {max_frames} frames"
-                break
-            if fps_limit:
-                time.sleep(max(0.0, progress.start + progress.count / fps_limit - time.perf_counter()))
-    except KeyboardInterrupt:
-        note = "stopped by Ctrl-C; every finished frame is on disk"
-    finally:
-        progress.close(note)
+    _run_frames(progress, frames, convert, "source ended", max_frames, fps_limit)
     return progress.count
 
 
@@ -146,26 +199,14 @@ def decrypt_folder(src: str | os.PathLike, out: str | os.PathLike, key: bytes, p
     files = sorted(p for p in src.iterdir() if _FRAME_RE.match(p.name))
     if not files:
         raise InputError(f"no encrypted frames (frame_NNNNNN.jpg) in {src}")
-    out.mkdir(parents=True, exist_ok=True)
+    if out.exists() and not out.is_dir():
+        raise InputError(f"--out {out} is a file, not a folder")
+    def convert(p: Path) -> tuple[Path, bytes]:
+        try:
+            return out / (p.stem + ".png"), encode_png(ecea.decrypt(read_bytes(p), key))
+        except RdecError as e:
+            raise type(e)(f"{p.name}: {e}") from None
+
     progress = Progress("decrypting", progress_stream)
-    errors = []
-    note = "done"
-    try:
-        for p in files:
-            t0 = time.perf_counter()
-            try:
-                image = ecea.decrypt(read_bytes(p), key)
-            except RdecError as e:
-                progress.failed += 1
-                errors.append(f"{p.name}: {e}")
-                continue
-            atomic_write(out / (p.stem + ".png"), encode_png(image))
-            progress.tick(time.perf_counter() - t0)
-    except KeyboardInterrupt:
-        note = "stopped by Ctrl-C; every finished frame is on disk"
-    finally:
-        progress.close(note)
-    if errors:
-        raise RdecError(f"{len(errors)} of {len(files)} frames failed: " + "; ".join(errors[:5])
-                        + (" ..." if len(errors) > 5 else ""))
+    _run_frames(progress, files, convert, "done")
     return progress.count

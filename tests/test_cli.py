@@ -86,11 +86,11 @@ def test_bad_inputs_give_one_line_errors(tmp_path, capsys):
     enc = tmp_path / "e.jpg"
     main(["jpeg", "encrypt", str(PHOTO), str(enc), "--key", str(key)])
     capsys.readouterr()
-    out = tmp_path / "out.png"
-    expect_error(capsys, ["jpeg", "encrypt", tmp_path / "missing.png", out, "--key", key], "no such file", tmp_path)
-    expect_error(capsys, ["jpeg", "encrypt", PHOTO, out, "--key", tmp_path / "nokey"], "key file", tmp_path)
+    out, ej = tmp_path / "out.png", tmp_path / "out.jpg"
+    expect_error(capsys, ["jpeg", "encrypt", tmp_path / "missing.png", ej, "--key", key], "no such file", tmp_path)
+    expect_error(capsys, ["jpeg", "encrypt", PHOTO, ej, "--key", tmp_path / "nokey"], "key file", tmp_path)
     (tmp_path / "text.png").write_text("not an image")
-    expect_error(capsys, ["jpeg", "encrypt", tmp_path / "text.png", out, "--key", key], "not a readable image", tmp_path)
+    expect_error(capsys, ["jpeg", "encrypt", tmp_path / "text.png", ej, "--key", key], "not a readable image", tmp_path)
     expect_error(capsys, ["jpeg", "decrypt", enc, out, "--key", other], "wrong key", tmp_path)
     data = bytearray(enc.read_bytes())
     data[len(data) // 2] ^= 1
@@ -99,11 +99,19 @@ def test_bad_inputs_give_one_line_errors(tmp_path, capsys):
     (tmp_path / "cut.jpg").write_bytes(enc.read_bytes()[:300])
     expect_error(capsys, ["jpeg", "decrypt", tmp_path / "cut.jpg", out, "--key", key], "truncated", tmp_path)
     expect_error(capsys, ["jpeg", "decrypt", PHOTO, out, "--key", key], "not a JPEG", tmp_path)
-    expect_error(capsys, ["jpeg", "encrypt", PHOTO, out, "--key", key, "--quality", "0"], "quality", tmp_path)
+    expect_error(capsys, ["jpeg", "encrypt", PHOTO, ej, "--key", key, "--quality", "0"], "quality", tmp_path)
     expect_error(capsys, ["jpeg", "decrypt", enc, tmp_path / "out.gif", "--key", key], "lossless", tmp_path)
     expect_error(capsys, ["jpeg", "decrypt", enc, tmp_path / "back.jpg", "--key", key], "stage 1", tmp_path)
     expect_error(capsys, ["jpeg", "encrypt", PHOTO, tmp_path / "nodir" / "x.jpg", "--key", key], "folder", tmp_path)
-    expect_error(capsys, ["jpeg", "encrypt", PHOTO, out, "--key", key, "--dc-only"], "not a JPEG", tmp_path)
+    expect_error(capsys, ["jpeg", "encrypt", PHOTO, ej, "--key", key, "--dc-only"], "not a JPEG", tmp_path)
+    expect_error(capsys, ["jpeg", "encrypt", PHOTO, out, "--key", key], "must end in .jpg", tmp_path)
+    expect_error(capsys, ["jpeg", "encrypt", enc, ej, "--key", key, "--dc-only", "--quality", "10"], "cannot apply",
+                 tmp_path)
+    (tmp_path / "raw.key").write_bytes(bytes(32))  # 32 bytes, but not a key file: refused, never used as a key
+    expect_error(capsys, ["jpeg", "encrypt", PHOTO, ej, "--key", tmp_path / "raw.key"], "not an rdec key file",
+                 tmp_path)
+    (tmp_path / "adir.jpg").mkdir()
+    expect_error(capsys, ["jpeg", "encrypt", PHOTO, tmp_path / "adir.jpg", "--key", key], "cannot write", tmp_path)
 
 
 def test_existing_output_survives_a_failed_run(tmp_path, capsys):

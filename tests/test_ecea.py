@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from rdec.runtime.errors import IntegrityError
 from rdec.runtime.keys import KeyStream
 from rdec.secure_jpeg import container, ecea, markers
 from rdec.secure_jpeg.blocks import decrypt_blocks, encrypt_blocks, padded_size
@@ -183,3 +184,23 @@ def test_cmyk_jpeg_stage2_decrypts_through_the_fallback_decoder(key):
     jpeg = buf.getvalue()
     out = ecea.decrypt(ecea.encrypt_jpeg(jpeg, key), key)  # TurboJPEG cannot convert CMYK: Pillow decodes it
     assert (out == np.asarray(Image.open(io.BytesIO(jpeg)).convert("RGB"))).all()
+
+
+def test_stage2_hides_metadata_and_restores_it_bit_for_bit(photo, key):
+    """EXIF (camera, orientation), comments, an APP2 segment larger than one JPEG segment can hold, and
+    bytes after EOI (as phones append videos) are encrypted into the header, then put back exactly."""
+    exif = Image.Exif()
+    exif[0x010F] = "SECRETCAM"
+    exif[0x0112] = 6
+    buf = io.BytesIO()
+    Image.fromarray(photo).save(buf, "JPEG", quality=80, exif=exif.tobytes(), comment=b"SECRET comment")
+    plain = buf.getvalue()
+    app2 = b"\xff\xe2" + (65535).to_bytes(2, "big") + b"SECRET" * 10922 + b"x"
+    original = plain[:2] + app2 + app2 + plain[2:] + b"SECRET trailer" * 100
+    ece = ecea.encrypt_jpeg(original, key)
+    assert b"SECRET" not in ece and b"Exif" not in ece
+    assert Image.open(io.BytesIO(ece)).size == (photo.shape[1], photo.shape[0])
+    assert ecea.decrypt_to_jpeg(ece, key)[1] == original
+    with pytest.raises(IntegrityError):  # the encrypted metadata is covered by the tag
+        at = ece.index(container.META_IDENT) + 40
+        ecea.decrypt_to_jpeg(ece[:at] + bytes([ece[at] ^ 1]) + ece[at + 1:], key)

@@ -72,3 +72,11 @@ def test_invert_permutation():
 def test_check_nonce():
     with pytest.raises(InputError):
         keys.check_nonce(b"short")
+
+
+def test_key_files_are_read_bounded_and_only_from_regular_files(tmp_path):
+    with pytest.raises(KeyFileError, match="not a regular file"):
+        keys.read_key_file("/dev/zero")  # would otherwise be read until memory runs out
+    (tmp_path / "big.key").write_bytes(b"rdec-key-v1\n" + b"0" * 5000)
+    with pytest.raises(KeyFileError, match="larger than"):
+        keys.read_key_file(tmp_path / "big.key")

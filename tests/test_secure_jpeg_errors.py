@@ -8,7 +8,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from rdec.runtime.errors import (FormatError, IntegrityError, RdecError, UnsupportedError, WrongKeyError)
+from rdec.runtime.errors import (FormatError, InputError, IntegrityError, RdecError, UnsupportedError,
+                                 WrongKeyError)
 from rdec.secure_jpeg import ecea, markers
 from rdec.secure_jpeg.dcperm import permute_dc
 
@@ -132,3 +133,9 @@ def test_fuzz_only_typed_errors(files, seed):
                 assert permute_dc(out, key, bytes(16), inverse=True) == bad
             except RdecError:
                 pass
+
+
+def test_sizes_jpeg_cannot_hold_once_padded_are_refused(key):
+    """65490 pixels fit JPEG, but not once padded to whole 16-pixel blocks (65504 > 65500)."""
+    with pytest.raises(InputError, match="too large for JPEG once padded"):
+        ecea.encrypt(np.zeros((8, 65490), np.uint8), key)

@@ -1,0 +1,45 @@
+"""Image loading and atomic writes: typed errors, EXIF orientation, oversized images."""
+import struct
+import zlib
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from rdec.runtime.errors import InputError
+from rdec.runtime.fileio import atomic_write, load_image
+
+
+def test_exif_orientation_is_applied(tmp_path):
+    img = np.zeros((20, 30, 3), np.uint8)
+    img[:5] = 255  # a bright top band
+    exif = Image.Exif()
+    exif[0x0112] = 6  # shown rotated by 90 degrees clockwise
+    Image.fromarray(img).save(tmp_path / "o.jpg", "JPEG", exif=exif.tobytes())
+    shown = load_image(tmp_path / "o.jpg")
+    assert shown.shape == (30, 20, 3)
+    assert shown[:, -5:].mean() > 200 and shown[:, :5].mean() < 50  # the band is now on the right
+
+
+def _png_header_only(width: int, height: int) -> bytes:
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(b"")) + chunk(b"IEND", b""))
+
+
+def test_decompression_bombs_and_bad_files_give_typed_errors(tmp_path):
+    (tmp_path / "bomb.png").write_bytes(_png_header_only(20000, 20000))
+    with pytest.raises(InputError, match="too large"):
+        load_image(tmp_path / "bomb.png")
+    (tmp_path / "empty.jpg").write_bytes(b"")
+    with pytest.raises(InputError, match="unknown or damaged") as e:
+        load_image(tmp_path / "empty.jpg")
+    assert "BytesIO" not in str(e.value)
+
+
+def test_atomic_write_names_the_target_on_failure(tmp_path):
+    (tmp_path / "adir").mkdir()
+    with pytest.raises(InputError, match="cannot write .*adir: it is a folder"):
+        atomic_write(tmp_path / "adir", b"x")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["adir"]
