@@ -67,6 +67,8 @@ def _meta_cipher(blob: bytes, key: bytes, nonce: bytes) -> bytes:
 
 def _meta_segments(pieces: list[tuple[int, bytes]], key: bytes, nonce: bytes) -> bytes:
     """The metadata pieces, serialized, encrypted and cut into APP15 META segments (none if no pieces)."""
+    if not pieces:
+        return b""
     blob = _meta_cipher(b"".join(struct.pack(">II", at, len(b)) + b for at, b in pieces), key, nonce)
     return b"".join(b"\xff" + bytes([MARKER]) + struct.pack(">H", 2 + len(META_IDENT) + len(chunk)) + META_IDENT
                     + chunk for chunk in (blob[i:i + _META_CHUNK] for i in range(0, len(blob), _META_CHUNK)))
@@ -79,6 +81,8 @@ def _take_meta_segments(data: bytes, at: int, key: bytes, nonce: bytes) -> tuple
         length = (data[pos + 2] << 8) | data[pos + 3]
         chunks.append(data[pos + 4 + len(META_IDENT):pos + 2 + length])
         pos += 2 + length
+    if not chunks:
+        return data, []
     blob, pieces, i = _meta_cipher(b"".join(chunks), key, nonce), [], 0
     while i < len(blob):
         if i + 8 > len(blob):
