@@ -55,9 +55,9 @@ def read_bytes(path: str | os.PathLike, limit: int | None = None, error: type = 
     import stat
 
     try:
+        if not stat.S_ISREG(os.stat(path).st_mode):  # before opening: opening a FIFO would block
+            raise error(f"is a folder, not a file: {path}" if os.path.isdir(path) else f"not a regular file: {path}")
         with open(path, "rb") as f:
-            if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
-                raise error(f"not a regular file: {path}")
             data = f.read() if limit is None else f.read(limit + 1)
     except FileNotFoundError:
         raise error(f"no such file: {path}") from None
@@ -74,9 +74,7 @@ def load_image(path: str | os.PathLike) -> np.ndarray:
     """Load PNG/JPEG/BMP/TIFF (any format Pillow reads) as uint8 HxW (grayscale) or HxWx3 (RGB)."""
     import io
 
-    from PIL import Image, UnidentifiedImageError
-
-    from PIL import ImageOps
+    from PIL import Image, ImageOps, UnidentifiedImageError
 
     data = read_bytes(path)
     try:
