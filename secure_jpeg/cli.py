@@ -64,8 +64,8 @@ def _eval(args: argparse.Namespace) -> int:
 
 @contextlib.contextmanager
 def _terminate_as_interrupt():
-    """SIGTERM (systemd, docker stop) stops a stream as Ctrl-C does: the frame in hand is finished, the
-    status line printed, and the command exits as interrupted."""
+    """SIGTERM (systemd, docker stop) stops a stream as Ctrl-C does: at once, every finished frame whole on
+    disk, the status line printed, and the command exits as interrupted."""
     def handler(signum, frame):
         raise KeyboardInterrupt
 

@@ -127,9 +127,9 @@ def _run_frames(progress: Progress, items, convert, end_note: str, max_frames: i
                 fps_limit: float = 0.0) -> None:
     """Write `convert(item)` = (path, bytes) for each item, with the live status, until the items end or
     `max_frames` are written. A frame that cannot be converted (an item that is an error, or RdecError from
-    `convert`) is reported and skipped; a write error stops the run. Ctrl-C stops after the frame in hand
-    (every finished frame is on disk) and is raised again once the status is closed, so the command still
-    exits as interrupted. Raises RdecError at the end if any frame failed."""
+    `convert`) is reported and skipped; a write error stops the run. Ctrl-C stops at once (the frame in hand
+    is dropped: writes are atomic, so every finished frame is whole on disk) and is raised again once the
+    status is closed, so the command still exits as interrupted. Raises RdecError at the end if any frame failed."""
     errors, note, interrupted = [], end_note, False
     try:
         for item in items:
