@@ -97,7 +97,7 @@ SECTIONS = ("ddim", "encoder", "unet", "inner", "stage1", "stage2")
 
 def _check_widths(c, sec: str, source: str) -> None:
     """Sizes every network of the config can be built with (else torch fails deep inside, or later)."""
-    for key in ("ch", "groups", "unshuffle", "c_dim", "block") + (("num_res", "heads") if sec != "encoder" else ()):
+    for key in ("ch", "groups", "unshuffle", "c_dim", "block") + (("heads",) if sec != "encoder" else ()):
         if getattr(c, key) < 1:
             raise InputError(f"config {source}: {sec}.{key} must be >= 1")
     if not c.mults:
@@ -109,14 +109,16 @@ def _check_widths(c, sec: str, source: str) -> None:
         raise InputError(f"config {source}: {sec}.groups={c.groups} must divide every channel width {widths}")
     if sec == "encoder":
         return
-    if any(w % c.heads for w in widths):
-        raise InputError(f"config {source}: {sec}.heads={c.heads} must divide every channel width {widths}")
     if not 0 <= c.dropout < 1:
         raise InputError(f"config {source}: {sec}.dropout must be in [0, 1)")
     sizes = [c.block // c.unshuffle >> i for i in range(len(c.mults))]
-    if any(r not in sizes for r in c.attn_res):
+    if any(r not in sizes for r in c.attn_res):  # a typo would silently leave the UNet without attention
         raise InputError(f"config {source}: {sec}.attn_res {list(c.attn_res)} must be feature-map sizes of the "
                          f"UNet levels {sizes}")
+    attn_widths = sorted({c.ch * m for m, r in zip(c.mults, sizes) if r in c.attn_res} | {c.ch * c.mults[-1]})
+    if any(w % c.heads for w in attn_widths):
+        raise InputError(f"config {source}: {sec}.heads={c.heads} must divide the width of every attention layer "
+                         f"{attn_widths}")
 
 
 def config_from_dict(raw: dict, source: str = "<dict>") -> Config:

@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from rdec.runtime.errors import InputError
 from rdec.runtime.fileio import atomic_write
 
-from .config import Config, load_config
+from .config import Config, config_from_dict, load_config
 from .data import CropSampler
 from .ddim import Schedule
 from .modelfile import atomic_torch_save, load_outer, safe_load, save_model_file
@@ -119,22 +119,39 @@ def plot_loss(rows: list[dict], path: Path, title: str) -> None:
     atomic_write(path, buf.getvalue())
 
 
-# Settings a run may change when resuming: how long, how often it logs and saves, how many threads, and the
-# DDIM sampling defaults (not used in training). Anything else changes what is trained.
-_RESUMABLE = {("ddim", "steps"), ("ddim", "refine"), ("ddim", "spacing"), ("ddim", "relax")} | {
-    (f"stage{s}", k) for s in (1, 2) for k in ("steps", "ckpt_every", "log_every", "threads")}
+# Settings a run may change when resuming: how long, how often it logs and saves, and how many threads.
+_RESUMABLE = ("steps", "ckpt_every", "log_every", "threads")
 
 
-def config_changes(old: dict, new: dict, stage: int) -> list[str]:
-    """The settings (section.key) that differ between a checkpoint's config and this run's and would make
-    resuming train something else; sections of the other stage are ignored."""
-    changed = []
-    for sec in ("ddim", "encoder", "unet") + (("stage1",) if stage == 1 else ("inner", "stage2")):
-        a, b = old.get(sec, {}), new.get(sec, {})
-        for key in sorted(set(a) | set(b)):
-            if (sec, key) not in _RESUMABLE and a.get(key) != b.get(key):
-                changed.append(f"{sec}.{key}")
-    return changed
+def config_changes(old_raw: dict, cfg: Config, stage: int) -> list[str]:
+    """The settings (section.key) in effect for this stage that differ between a checkpoint's config and
+    this run's (defaults spelled out or not): resuming with any of them changed would train something else."""
+    import dataclasses
+
+    try:
+        old = config_from_dict(old_raw, "checkpoint")
+    except InputError:
+        return ["the checkpoint's whole config"]
+    net = ("unet", "unet") if stage == 1 else ("inner", "inner_unet")
+    pairs = [("ddim", old.ddim, cfg.ddim), ("encoder", old.encoder, cfg.encoder),
+             (net[0], getattr(old, net[1]), getattr(cfg, net[1])),
+             (f"stage{stage}", old.stages[stage], cfg.stages[stage])]
+    sampling_only = {"steps", "refine", "spacing", "relax"}  # DDIM defaults for encrypting, unused in training
+    return [f"{sec}.{f.name}" for sec, a, b in pairs for f in dataclasses.fields(a)
+            if getattr(a, f.name) != getattr(b, f.name)
+            and not (sec == "ddim" and f.name in sampling_only)
+            and not (sec.startswith("stage") and f.name in _RESUMABLE)]
+
+
+def weights_id(module: torch.nn.Module) -> str:
+    """SHA-256 of a module's weights: which frozen encoder a stage-2 checkpoint was trained against."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for name, v in sorted(module.state_dict().items()):
+        h.update(name.encode())
+        h.update(v.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
+    return h.hexdigest()
 
 
 def _lr_at(step: int, base: float, warmup: int) -> float:
@@ -169,7 +186,7 @@ def train(config: str | Path, stage: int, data: str | Path, out: str | Path, res
         sched = Schedule(cfg.ddim.T, cfg.ddim.beta_start, cfg.ddim.beta_end)
 
         torch.manual_seed(sc.seed)
-        enc = None
+        enc, enc_id = None, None
         if stage == 1:
             model = OuterModel(cfg.encoder, cfg.unet)
         else:
@@ -181,6 +198,7 @@ def train(config: str | Path, stage: int, data: str | Path, out: str | Path, res
             if ocfg.encoder.c_dim != cfg.unet.c_dim:
                 raise InputError(f"{outer_path} has c_dim {ocfg.encoder.c_dim}, config wants {cfg.unet.c_dim}")
             enc = om.enc.to(dev).eval().requires_grad_(False)
+            enc_id = weights_id(enc)
             model = CondUNet(cfg.inner_unet)
         model.to(dev)
         ema = (OuterModel(cfg.encoder, cfg.unet) if stage == 1 else CondUNet(cfg.inner_unet)).to(dev)
@@ -193,7 +211,7 @@ def train(config: str | Path, stage: int, data: str | Path, out: str | Path, res
             ck = safe_load(ckpt_path)
             if ck.get("stage") != stage:
                 raise InputError(f"{ckpt_path} is a stage-{ck.get('stage')} checkpoint")
-            changed = config_changes(ck.get("config", {}), cfg.raw, stage)
+            changed = config_changes(ck.get("config", {}), cfg, stage)
             if changed:
                 raise InputError(f"{ckpt_path} was trained with other settings ({', '.join(changed)}); resume "
                                  f"with its config or choose another --out")
@@ -203,6 +221,9 @@ def train(config: str | Path, stage: int, data: str | Path, out: str | Path, res
                 opt.load_state_dict(ck["opt"])
             except (RuntimeError, KeyError, ValueError) as e:
                 raise InputError(f"{ckpt_path} does not match config {config} ({str(e).splitlines()[0]})") from None
+            if stage == 2 and ck.get("encoder", enc_id) != enc_id:
+                raise InputError(f"{outer_path} is not the stage-1 model {ckpt_path} was trained against; "
+                                 f"pass that one with --outer, or train stage 2 afresh in another --out")
             start, elapsed0 = int(ck["step"]), float(ck.get("elapsed_s", 0.0))
         rows = [r for r in read_loss_csv(csv_path) if r["step"] <= start] if start else []
         if rank == 0:
@@ -231,7 +252,7 @@ def train(config: str | Path, stage: int, data: str | Path, out: str | Path, res
             plot_loss(rows, png_path, f"{cfg.name}: stage {stage} ({'Enc + N_o' if stage == 1 else 'N_i'})")
             atomic_torch_save({"format": "rdec-diffusion-v1", "stage": stage, "step": step, "elapsed_s": elapsed,
                                "config": cfg.raw, "model": model.state_dict(), "ema": ema.state_dict(),
-                               "opt": opt.state_dict()}, ckpt_path)
+                               "opt": opt.state_dict(), "encoder": enc_id}, ckpt_path)
 
         t0 = time.time()
         acc, nacc = 0.0, 0

@@ -74,20 +74,30 @@ def load_image(path: str | os.PathLike) -> np.ndarray:
     """Load PNG/JPEG/BMP/TIFF (any format Pillow reads) as uint8 HxW (grayscale) or HxWx3 (RGB)."""
     import io
 
-    from PIL import Image, ImageOps, UnidentifiedImageError
+    from PIL import Image, UnidentifiedImageError
 
     data = read_bytes(path)
     try:
         with Image.open(io.BytesIO(data)) as im:
             im.load()
-            # EXIF orientation applied: the pixels as a viewer shows them (encrypted outputs carry no EXIF)
-            return image_to_array(ImageOps.exif_transpose(im))
+            return image_to_array(_upright(im))
     except Image.DecompressionBombError as e:
         raise InputError(f"image too large: {path} ({e})") from None
     except UnidentifiedImageError:  # its message names the in-memory buffer, not the file
         raise InputError(f"not a readable image: {path} (unknown or damaged image format)") from None
     except (OSError, ValueError, SyntaxError) as e:
         raise InputError(f"not a readable image: {path} ({e})") from None
+
+
+def _upright(im):
+    """The image as a viewer shows it, EXIF orientation applied (encrypted outputs carry no EXIF). Damaged
+    EXIF makes Pillow raise all kinds of errors; the image is then taken as stored, as viewers do."""
+    from PIL import ImageOps
+
+    try:
+        return ImageOps.exif_transpose(im)
+    except Exception:  # noqa: BLE001 - struct.error, TypeError, ValueError, ... from a damaged EXIF block
+        return im
 
 
 def image_to_array(im) -> np.ndarray:

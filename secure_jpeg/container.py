@@ -5,7 +5,9 @@ The tag is computed over the complete ECE file with the tag field zeroed, so any
 entropy-coded data, the parameters themselves) or a truncation is detected before anything is decrypted.
 The key-check value (an HKDF output bound to the nonce) tells a wrong key apart from a modified file.
 A stage-2-only file's metadata (APPn and COM segments, bytes after EOI) follows in APP15 META segments,
-encrypted with the image's own subkey, so the file shows no EXIF, GPS position or thumbnail in the clear.
+encrypted with the image's own subkey, so the file shows no EXIF, GPS position or thumbnail in the clear;
+such files are format version 2 with FLAG_METADATA, so an rdec that cannot restore metadata refuses them
+instead of returning the JPEG without it. Files without metadata stay version 1.
 """
 from __future__ import annotations
 
@@ -19,8 +21,10 @@ from rdec.runtime.keys import NONCE_BYTES, KeyStream, hmac_sha256, subkey, tags_
 
 MARKER = 0xEF  # APP15
 IDENT = b"RDEC-ECEA\x00"
-VERSION = 1
+VERSION = 1  # files without metadata segments (readable by every rdec)
+VERSION_METADATA = 2  # files with META segments: an rdec that cannot restore them refuses the file
 FLAG_STAGE1 = 1
+FLAG_METADATA = 2
 _FIELDS = struct.Struct(">BBBBII")  # version, flags, block, channels, height, width
 CHECK_BYTES = 8
 TAG_BYTES = 32
@@ -74,8 +78,10 @@ def _meta_segments(pieces: list[tuple[int, bytes]], key: bytes, nonce: bytes) ->
                     + chunk for chunk in (blob[i:i + _META_CHUNK] for i in range(0, len(blob), _META_CHUNK)))
 
 
-def _take_meta_segments(data: bytes, at: int, key: bytes, nonce: bytes) -> tuple[bytes, list[tuple[int, bytes]]]:
-    """Remove the META segments that follow the header (now at `at`) and decrypt their pieces."""
+def _take_meta_segments(data: bytes, at: int, key: bytes, nonce: bytes,
+                        verify: bool = True) -> tuple[bytes, list[tuple[int, bytes]]]:
+    """Remove the META segments that follow the header (now at `at`) and decrypt their pieces. Unverified
+    (a key-sensitivity analysis with a wrong key), undecodable metadata is dropped instead of refused."""
     pos, chunks = at, []
     while data[pos:pos + 2] == b"\xff" + bytes([MARKER]) and data[pos + 4:pos + 4 + len(META_IDENT)] == META_IDENT:
         length = (data[pos + 2] << 8) | data[pos + 3]
@@ -85,12 +91,12 @@ def _take_meta_segments(data: bytes, at: int, key: bytes, nonce: bytes) -> tuple
         return data, []
     blob, pieces, i = _meta_cipher(b"".join(chunks), key, nonce), [], 0
     while i < len(blob):
-        if i + 8 > len(blob):
-            raise FormatError("corrupted rdec metadata segment")
-        off, n = struct.unpack_from(">II", blob, i)
-        if i + 8 + n > len(blob):
-            raise FormatError("corrupted rdec metadata segment")
-        pieces.append((off, blob[i + 8:i + 8 + n]))
+        n = struct.unpack_from(">I", blob, i + 4)[0] if i + 8 <= len(blob) else -1
+        if n < 0 or i + 8 + n > len(blob):
+            if verify:
+                raise FormatError("corrupted rdec metadata segment")
+            return data[:at] + data[pos:], []
+        pieces.append((struct.unpack_from(">I", blob, i)[0], blob[i + 8:i + 8 + n]))
         i += 8 + n
     return data[:at] + data[pos:], pieces
 
@@ -107,7 +113,8 @@ def restore_metadata(jpeg: bytes, pieces: list[tuple[int, bytes]]) -> bytes:
 
 def seal(jpeg: bytes, header: Header, key: bytes) -> bytes:
     """Insert the header segment (and the encrypted metadata, if any) into a JPEG and fill in its HMAC tag."""
-    body = IDENT + _FIELDS.pack(VERSION, header.flags, header.block, header.channels, header.height,
+    version, flags = (VERSION_METADATA, header.flags | FLAG_METADATA) if header.metadata else (VERSION, header.flags)
+    body = IDENT + _FIELDS.pack(version, flags, header.block, header.channels, header.height,
                                 header.width) + header.nonce + _check_value(key, header.nonce)
     segment = b"\xff" + bytes([MARKER]) + struct.pack(">H", _BODY + 2) + body
     at = _insert_at(jpeg)
@@ -136,8 +143,11 @@ def find(data: bytes) -> int:
 def read_header(data: bytes) -> Header:
     pos = find(data) + 4 + len(IDENT)
     version, flags, block, channels, height, width = _FIELDS.unpack_from(data, pos)
-    if version != VERSION:
-        raise UnsupportedError(f"ECEA format version {version} is not supported (this rdec reads {VERSION})")
+    if version not in (VERSION, VERSION_METADATA):
+        raise UnsupportedError(f"ECEA format version {version} is not supported (this rdec reads {VERSION} and "
+                               f"{VERSION_METADATA})")
+    if (version == VERSION_METADATA) != bool(flags & FLAG_METADATA):
+        raise FormatError("corrupted rdec ECEA header")
     nonce = data[pos + _FIELDS.size: pos + _FIELDS.size + NONCE_BYTES]
     if channels not in (1, 3, 4) or height < 1 or width < 1:
         raise FormatError("corrupted rdec ECEA header")
@@ -160,5 +170,7 @@ def open_sealed(data: bytes, key: bytes, verify: bool = True) -> tuple[Header, b
         unsigned = data[:tag_at] + bytes(TAG_BYTES) + data[tag_at + TAG_BYTES:]
         if not tags_equal(data[tag_at: tag_at + TAG_BYTES], hmac_sha256(subkey(key, header.nonce, "ecea/mac"), unsigned)):
             raise IntegrityError("authentication failed: the file was modified or truncated after encryption")
-    data, header.metadata = _take_meta_segments(data[:at] + data[at + SEGMENT_BYTES:], at, key, header.nonce)
+    data = data[:at] + data[at + SEGMENT_BYTES:]
+    if header.flags & FLAG_METADATA:
+        data, header.metadata = _take_meta_segments(data, at, key, header.nonce, verify)
     return header, data

@@ -155,6 +155,8 @@ def _run_frames(progress: Progress, items, convert, end_note: str, max_frames: i
         note = "stopped by an error"
         raise
     finally:
+        if errors and note != end_note:  # stopped early: the skipped frames are not reported below
+            note += f"; skipped {len(errors)}: " + "; ".join(errors[:3]) + (" ..." if len(errors) > 3 else "")
         progress.close(note)
     if interrupted:
         raise KeyboardInterrupt

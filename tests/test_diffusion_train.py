@@ -134,9 +134,15 @@ def test_resume_refuses_a_changed_config_and_failed_runs_leave_no_folder(data_di
     assert "seed = 7" in changed.read_text()
     with pytest.raises(InputError, match="stage1.seed"):
         train(changed, 1, data_dir, out, steps=8, resume=True, device="cpu", threads=1, progress=False)
-    longer = tmp_path / "longer.toml"  # run length and logging may change on resume
-    longer.write_text(text.replace("log_every = 5", "log_every = 2"))
+    longer = tmp_path / "longer.toml"  # run length and logging may change on resume, defaults may be spelled out
+    longer.write_text(text.replace("log_every = 5", "log_every = 2").replace("[unet]\n", '[unet]\nparam = "eps"\n'))
+    assert 'param = "eps"' in longer.read_text()
     assert train(longer, 1, data_dir, out, steps=8, resume=True, device="cpu", threads=1, progress=False)["step"] == 8
+    # stage 2 resumes only against the frozen encoder it started with
+    train("tiny", 2, data_dir, out, steps=2, device="cpu", threads=1, progress=False)
+    train("tiny", 1, data_dir, out, steps=10, resume=True, device="cpu", threads=1, progress=False)
+    with pytest.raises(InputError, match="not the stage-1 model"):
+        train("tiny", 2, data_dir, out, steps=4, resume=True, device="cpu", threads=1, progress=False)
 
 
 def test_model_folders_are_published_whole_and_checked_as_a_pair(data_dir, tmp_path):

@@ -204,3 +204,18 @@ def test_stage2_hides_metadata_and_restores_it_bit_for_bit(photo, key):
     with pytest.raises(IntegrityError):  # the encrypted metadata is covered by the tag
         at = ece.index(container.META_IDENT) + 40
         ecea.decrypt_to_jpeg(ece[:at] + bytes([ece[at] ^ 1]) + ece[at + 1:], key)
+
+
+def test_files_with_metadata_are_marked_and_wrong_key_analysis_still_runs(photo, key):
+    """A stage-2 file carrying metadata says so (version 2 + flag), so an older rdec refuses it instead of
+    returning a file without its metadata; an unverified decryption with a wrong key (key-sensitivity
+    analysis) gives wrong pixels, not an error."""
+    buf = io.BytesIO()
+    Image.fromarray(photo).save(buf, "JPEG", quality=80, comment=b"note")
+    ece = ecea.encrypt_jpeg(buf.getvalue(), key)
+    pos = container.find(ece) + 4 + len(container.IDENT)
+    assert ece[pos] == container.VERSION_METADATA and ece[pos + 1] & container.FLAG_METADATA
+    pixel_mode = ecea.encrypt(photo, key)  # no metadata: version 1, readable by every rdec
+    assert pixel_mode[container.find(pixel_mode) + 4 + len(container.IDENT)] == container.VERSION
+    wrong = ecea.decrypt(ece, bytes(32), verify=False)
+    assert wrong.shape == photo.shape and psnr(photo, wrong) < 30

@@ -1,4 +1,5 @@
 """Image loading and atomic writes: typed errors, EXIF orientation, oversized images."""
+import io
 import struct
 import zlib
 
@@ -43,3 +44,19 @@ def test_atomic_write_names_the_target_on_failure(tmp_path):
     with pytest.raises(InputError, match="cannot write .*adir: it is a folder"):
         atomic_write(tmp_path / "adir", b"x")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["adir"]
+
+
+def test_damaged_exif_leaves_the_image_as_stored(tmp_path):
+    """Pillow's EXIF transpose raises on some damaged EXIF blocks; the image then loads as stored."""
+    img = np.zeros((20, 30, 3), np.uint8)
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    exif[0x010F] = "cam"  # Make (ASCII) ...
+    buf = io.BytesIO()
+    Image.fromarray(img).save(buf, "JPEG", exif=exif.tobytes())
+    # ... re-tagged as Compression, which must be an integer: re-serializing this EXIF fails
+    (tmp_path / "bad.jpg").write_bytes(buf.getvalue().replace(b"\x01\x0f\x00\x02", b"\x01\x03\x00\x02", 1))
+    from PIL import ImageOps
+    with Image.open(tmp_path / "bad.jpg") as im, pytest.raises(Exception):
+        ImageOps.exif_transpose(im)  # the failure this guards against
+    assert load_image(tmp_path / "bad.jpg").shape in ((20, 30, 3), (30, 20, 3))
