@@ -113,7 +113,8 @@ def restore_metadata(jpeg: bytes, pieces: list[tuple[int, bytes]]) -> bytes:
 
 def seal(jpeg: bytes, header: Header, key: bytes) -> bytes:
     """Insert the header segment (and the encrypted metadata, if any) into a JPEG and fill in its HMAC tag."""
-    version, flags = (VERSION_METADATA, header.flags | FLAG_METADATA) if header.metadata else (VERSION, header.flags)
+    flags = header.flags & ~FLAG_METADATA | (FLAG_METADATA if header.metadata else 0)
+    version = VERSION_METADATA if header.metadata else VERSION
     body = IDENT + _FIELDS.pack(version, flags, header.block, header.channels, header.height,
                                 header.width) + header.nonce + _check_value(key, header.nonce)
     segment = b"\xff" + bytes([MARKER]) + struct.pack(">H", _BODY + 2) + body
