@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from rdec.runtime.errors import InputError
-from rdec.runtime.fileio import atomic_write
+from rdec.runtime.fileio import atomic_write, make_folder
 
 from . import metrics as M
 from .blocks import merge_blocks, split_blocks
@@ -153,11 +153,7 @@ def run_eval_lossless(data, out, model=None, steps: int | None = None, refine: i
     dev = pick_device(device)
     prior_data = data if prior_data is None else prior_data
     list_images(prior_data)  # a bad folder fails here, before anything is written
-    out = Path(out)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise InputError(f"cannot create output folder {out}: {e.strerror}") from None
+    out = make_folder(out)
     torch.set_num_threads(threads)
     net = net.to(dev)
     inner_net = inner_net.to(dev) if inner_net is not None else None

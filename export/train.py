@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 
 from rdec.runtime.errors import InputError
-from rdec.runtime.fileio import atomic_write
+from rdec.runtime.fileio import atomic_write, make_folder
 
 from .config import Config, config_from_dict, load_config
 from .data import CropSampler
@@ -119,8 +119,9 @@ def plot_loss(rows: list[dict], path: Path, title: str) -> None:
     atomic_write(path, buf.getvalue())
 
 
-# Settings a run may change when resuming: how long, how often it logs and saves, and how many threads.
-_RESUMABLE = ("steps", "ckpt_every", "log_every", "threads")
+# Settings a run may change when resuming: how long, how often it logs and saves, how many threads, and the
+# DDIM defaults for encrypting (unused in training).
+_RESUMABLE = {"ddim": {"steps", "refine", "spacing", "relax"}, "stage": {"steps", "ckpt_every", "log_every", "threads"}}
 
 
 def config_changes(old_raw: dict, cfg: Config, stage: int) -> list[str]:
@@ -136,11 +137,8 @@ def config_changes(old_raw: dict, cfg: Config, stage: int) -> list[str]:
     pairs = [("ddim", old.ddim, cfg.ddim), ("encoder", old.encoder, cfg.encoder),
              (net[0], getattr(old, net[1]), getattr(cfg, net[1])),
              (f"stage{stage}", old.stages[stage], cfg.stages[stage])]
-    sampling_only = {"steps", "refine", "spacing", "relax"}  # DDIM defaults for encrypting, unused in training
     return [f"{sec}.{f.name}" for sec, a, b in pairs for f in dataclasses.fields(a)
-            if getattr(a, f.name) != getattr(b, f.name)
-            and not (sec == "ddim" and f.name in sampling_only)
-            and not (sec.startswith("stage") and f.name in _RESUMABLE)]
+            if getattr(a, f.name) != getattr(b, f.name) and f.name not in _RESUMABLE.get(sec.rstrip("12"), ())]
 
 
 def weights_id(module: torch.nn.Module) -> str:
@@ -227,10 +225,7 @@ def train(config: str | Path, stage: int, data: str | Path, out: str | Path, res
             start, elapsed0 = int(ck["step"]), float(ck.get("elapsed_s", 0.0))
         rows = [r for r in read_loss_csv(csv_path) if r["step"] <= start] if start else []
         if rank == 0:
-            try:
-                out.mkdir(parents=True, exist_ok=True)
-            except OSError as e:
-                raise InputError(f"cannot create output folder {out}: {e.strerror}") from None
+            make_folder(out)
             if stage == 1 and (out / "inner.pt").is_file():
                 print(f"rdec: warning: {out / 'inner.pt'} was trained against the stage-1 model this run replaces; "
                       f"train stage 2 again afterwards", file=sys.stderr)

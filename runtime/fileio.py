@@ -49,20 +49,30 @@ def _default_mode() -> int:
     return 0o666 & ~umask
 
 
+def make_folder(path: str | os.PathLike) -> Path:
+    """Create an output folder (and its parents) if missing; InputError naming it if that fails (e.g. a file
+    of that name)."""
+    path = Path(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise InputError(f"cannot create output folder {path}: {e.strerror}") from None
+    return path
+
+
 def read_bytes(path: str | os.PathLike, limit: int | None = None, error: type = InputError) -> bytes:
     """Read a whole regular file (at most `limit` bytes), turning OS errors into a typed error. Devices and
     pipes are refused: /dev/zero would be read until memory runs out."""
     import stat
 
     try:
-        if not stat.S_ISREG(os.stat(path).st_mode):  # before opening: opening a FIFO would block
-            raise error(f"is a folder, not a file: {path}" if os.path.isdir(path) else f"not a regular file: {path}")
+        mode = os.stat(path).st_mode  # checked before opening: opening a FIFO would block
+        if not stat.S_ISREG(mode):
+            raise error(f"is a folder, not a file: {path}" if stat.S_ISDIR(mode) else f"not a regular file: {path}")
         with open(path, "rb") as f:
             data = f.read() if limit is None else f.read(limit + 1)
     except FileNotFoundError:
         raise error(f"no such file: {path}") from None
-    except IsADirectoryError:
-        raise error(f"is a folder, not a file: {path}") from None
     except OSError as e:
         raise error(f"cannot read {path}: {e.strerror}") from None
     if limit is not None and len(data) > limit:

@@ -101,16 +101,6 @@ def _take_meta_segments(data: bytes, at: int, key: bytes, nonce: bytes,
     return data[:at] + data[pos:], pieces
 
 
-def restore_metadata(jpeg: bytes, pieces: list[tuple[int, bytes]]) -> bytes:
-    """Put metadata pieces back at their offsets in the original file (the inverse of taking them out)."""
-    out = bytearray(jpeg)
-    for at, b in pieces:  # in increasing offset order: each insertion restores the file up to its end
-        if at > len(out):
-            raise FormatError("corrupted rdec metadata segment (offset past the end of the image)")
-        out[at:at] = b
-    return bytes(out)
-
-
 def seal(jpeg: bytes, header: Header, key: bytes) -> bytes:
     """Insert the header segment (and the encrypted metadata, if any) into a JPEG and fill in its HMAC tag."""
     flags = header.flags & ~FLAG_METADATA | (FLAG_METADATA if header.metadata else 0)

@@ -17,7 +17,7 @@ from rdec.runtime.keys import KeyStream, check_key, check_nonce, new_nonce
 from . import container
 from .blocks import BLOCK_SIZES, decrypt_blocks, encrypt_blocks
 from .dcperm import permute_dc
-from .markers import parse, strip_metadata
+from .markers import parse, restore_metadata, strip_metadata
 
 SUBSAMPLING = {"444": 0, "422": 1, "420": 2}
 DEFAULT_BLOCK = 16
@@ -95,7 +95,7 @@ def decrypt_to_jpeg(data: bytes, key: bytes, verify: bool = True) -> tuple[conta
     """Check the tag and restore the EC JPEG bit for bit (still stage-1 scrambled if the file has stage 1)."""
     key = check_key(key)
     header, ece = container.open_sealed(data, key, verify=verify)
-    return header, container.restore_metadata(permute_dc(ece, key, header.nonce, inverse=True), header.metadata)
+    return header, restore_metadata(permute_dc(ece, key, header.nonce, inverse=True), header.metadata)
 
 
 def decrypt(data: bytes, key: bytes, verify: bool = True) -> np.ndarray:

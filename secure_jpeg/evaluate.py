@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from rdec.runtime.errors import InputError, WrongKeyError
-from rdec.runtime.fileio import atomic_write, load_image
+from rdec.runtime.fileio import atomic_write, load_image, make_folder
 from rdec.runtime.keys import generate_key, new_nonce
 
 from . import ecea, metrics
@@ -267,7 +267,7 @@ def run_evaluation(data: str | os.PathLike, out: str | os.PathLike, quality: int
     if not paths:
         raise InputError(f"no images in {data}")
     ecea.jpeg_encode(np.zeros((8, 8), np.uint8), quality, subsampling)  # validate before any work
-    out.mkdir(parents=True, exist_ok=True)
+    make_folder(out)
     key = generate_key() if key is None else key
     command = command or f"rdec jpeg eval --data {data} --out {out}"
     chan, files, shown = [], [], {}

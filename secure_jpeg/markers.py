@@ -238,3 +238,13 @@ def strip_metadata(jpeg: JpegFile) -> tuple[bytes, list[tuple[int, bytes]]]:
         cursor = at + len(b)
     out.append(data[cursor:])
     return b"".join(out), pieces
+
+
+def restore_metadata(jpeg: bytes, pieces: list[tuple[int, bytes]]) -> bytes:
+    """The inverse of `strip_metadata`: the pieces put back at their offsets in the original file."""
+    out = bytearray(jpeg)
+    for at, b in pieces:  # in increasing offset order: each insertion restores the file up to its end
+        if at > len(out):
+            raise FormatError("corrupted rdec metadata segment (offset past the end of the image)")
+        out[at:at] = b
+    return bytes(out)

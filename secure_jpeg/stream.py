@@ -18,7 +18,7 @@ from typing import Iterator
 import numpy as np
 
 from rdec.runtime.errors import InputError, RdecError
-from rdec.runtime.fileio import atomic_write, encode_png, load_image, read_bytes
+from rdec.runtime.fileio import atomic_write, encode_png, load_image, make_folder, read_bytes
 
 from . import ecea
 
@@ -116,10 +116,7 @@ def next_sequence(out: Path) -> int:
 def _write_frame(path: Path, data: bytes) -> None:
     """Atomically; the folder is made with the first frame, so a run that fails before leaves none."""
     if not path.parent.is_dir():
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as e:
-            raise InputError(f"cannot create output folder {path.parent}: {e.strerror}") from None
+        make_folder(path.parent)
     atomic_write(path, data)
 
 
@@ -203,6 +200,7 @@ def decrypt_folder(src: str | os.PathLike, out: str | os.PathLike, key: bytes, p
         raise InputError(f"no encrypted frames (frame_NNNNNN.jpg) in {src}")
     if out.exists() and not out.is_dir():
         raise InputError(f"--out {out} is a file, not a folder")
+
     def convert(p: Path) -> tuple[Path, bytes]:
         try:
             return out / (p.stem + ".png"), encode_png(ecea.decrypt(read_bytes(p), key))
