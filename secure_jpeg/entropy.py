@@ -416,7 +416,7 @@ def analyze_scan(jpeg: JpegFile, scan: Scan) -> ScanUnits:
     seg = np.frombuffer(jpeg.data, dtype=np.uint8, count=scan.data_end - scan.data_start, offset=scan.data_start)
     if layout.n_mcu * layout.slot_comp.size > 4 * seg.size + 64:  # every block takes at least 2 bits
         raise FormatError("corrupted JPEG: the image size does not match its entropy-coded data")
-    data, ivl_start, ivl_end, raw_start, raw_end, n_ivl, status = _unstuff(seg, np.flatnonzero(seg == 0xFF))
+    data, ivl_start, ivl_end, raw_start, raw_end, n_ivl, status = _unstuff(seg, scan.ff)
     if status:
         raise FormatError(f"corrupted JPEG: {_ERRORS[status]}")
     dc_luts, ac_luts, dc_fast, ac_multi = _scan_luts(

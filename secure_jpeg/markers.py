@@ -63,6 +63,9 @@ class Scan:
     restart_interval: int
     dc_tables: dict[int, HuffmanTable]
     ac_tables: dict[int, HuffmanTable]
+    # offsets of the 0xFF bytes of the entropy-coded data, from data_start: found while looking for its end,
+    # and what the scan reader unstuffs by
+    ff: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
 
 
 @dataclass
@@ -124,10 +127,10 @@ def _parse_dht(body: bytes, dc: dict, ac: dict) -> None:
         pos += 17 + total
 
 
-def _find_scan_end(data: bytes, pos: int) -> int:
-    """Offset of the 0xFF (first of any fill bytes) of the first non-RST marker at or after pos. Vectorized:
-    every 0xFF followed by neither a stuffed zero, an RST code nor another 0xFF, the first of them, then
-    back over its fill bytes."""
+def _find_scan_end(data: bytes, pos: int) -> tuple[int, np.ndarray]:
+    """Offset of the 0xFF (first of any fill bytes) of the first non-RST marker at or after pos, and the
+    offsets (from pos) of the 0xFF bytes before it. Vectorized: every 0xFF followed by neither a stuffed zero,
+    an RST code nor another 0xFF, the first of them, then back over its fill bytes."""
     if pos + 2 > len(data):
         raise FormatError("truncated JPEG (entropy-coded data not terminated)")
     arr = np.frombuffer(data, dtype=np.uint8, offset=pos)
@@ -139,7 +142,7 @@ def _find_scan_end(data: bytes, pos: int) -> int:
     i = pos + int(ends[0])
     while i > pos and data[i - 1] == 0xFF:
         i -= 1
-    return i
+    return i, ff[:np.searchsorted(ff, i - pos)]
 
 
 def parse(data: bytes) -> JpegFile:
@@ -190,7 +193,7 @@ def parse(data: bytes) -> JpegFile:
             if frame is None:
                 raise FormatError("corrupted JPEG: scan before frame header")
             scan = _parse_sos(body, frame, dc_tables, ac_tables, restart)
-            end = _find_scan_end(data, pos)
+            end, scan.ff = _find_scan_end(data, pos)
             scan.data_start, scan.data_end = pos, end
             scans.append(scan)
             pos = end
