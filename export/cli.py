@@ -25,11 +25,22 @@ def _nonneg(s: str) -> int:
     return v
 
 
+def _positive_float(s: str) -> float:
+    try:
+        v = float(s)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {s!r}") from None
+    if not v > 0 or v == float("inf"):
+        raise argparse.ArgumentTypeError("must be a positive number")
+    return v
+
+
 def _train(args: argparse.Namespace) -> int:
     from .train import train
 
     res = train(args.config, args.stage, args.data, args.out, resume=args.resume, steps=args.steps,
-                device=args.device, outer=args.outer, threads=args.threads, progress=not args.no_progress)
+                device=args.device, outer=args.outer, threads=args.threads, progress=not args.no_progress,
+                max_minutes=args.max_minutes)
     if res["world_size"] == 1 or __import__("os").environ.get("RANK", "0") == "0":
         print(f"stage {res['stage']}: step {res['step']}, loss {res['loss']:.5f}, "
               f"{res['elapsed_s']:.0f} s of training -> {res['out']}", file=sys.stderr)
@@ -66,6 +77,8 @@ def register(sub) -> None:
     p.add_argument("--device", default="auto", help="auto (cuda if available), cpu or cuda (default auto)")
     p.add_argument("--outer", help="stage 2: the stage-1 outer.pt to freeze (default OUT/outer.pt)")
     p.add_argument("--threads", type=_positive, help="torch CPU threads (default: the config's)")
+    p.add_argument("--max-minutes", type=_positive_float, help="stop cleanly (everything saved, resumable) after "
+                                                                "this much wall time")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=_train)
 

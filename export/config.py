@@ -164,13 +164,9 @@ def config_from_dict(raw: dict, source: str = "<dict>") -> Config:
                   stages=stages, raw=raw)
 
 
-def load_config(path: str | Path) -> Config:
-    """Read and validate a TOML config file. A bare name like `small` means export/configs/small.toml."""
-    p = Path(path)
-    if not p.suffix and not p.exists():
-        p = CONFIG_DIR / f"{p.name}.toml"
+def _read_toml(p: Path, path: str | Path) -> dict:
     try:
-        raw = tomllib.loads(p.read_text(encoding="utf-8"))
+        return tomllib.loads(p.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise InputError(f"no such config file: {path}") from None
     except IsADirectoryError:
@@ -179,4 +175,30 @@ def load_config(path: str | Path) -> Config:
         raise InputError(f"config {path} is not valid TOML: {e}") from None
     except OSError as e:
         raise InputError(f"cannot read config {path}: {e.strerror}") from None
-    return config_from_dict(raw, str(path))
+
+
+def _resolve_base(raw: dict, p: Path, seen: tuple[Path, ...] = ()) -> dict:
+    """`base = "small.toml"` (a path relative to the file): start from that config and replace the keys this
+    file sets, section by section. The result is self-contained (no `base`), as stored with checkpoints."""
+    if "base" not in raw:
+        return raw
+    base = raw["base"]
+    if not isinstance(base, str) or not base:
+        raise InputError(f"config {p}: base must be a config file name, got {base!r}")
+    bp = (p.parent / base).resolve()
+    if bp in seen or bp == p.resolve():
+        raise InputError(f"config {p}: base configs form a cycle through {bp.name}")
+    merged = dict(_resolve_base(_read_toml(bp, bp), bp, seen + (p.resolve(),)))
+    for k, v in raw.items():
+        if k == "base":
+            continue
+        merged[k] = {**merged[k], **v} if isinstance(v, dict) and isinstance(merged.get(k), dict) else v
+    return merged
+
+
+def load_config(path: str | Path) -> Config:
+    """Read and validate a TOML config file. A bare name like `small` means export/configs/small.toml."""
+    p = Path(path)
+    if not p.suffix and not p.exists():
+        p = CONFIG_DIR / f"{p.name}.toml"
+    return config_from_dict(_resolve_base(_read_toml(p, path), p), str(path))

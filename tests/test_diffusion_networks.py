@@ -22,7 +22,7 @@ def _wake_zero_layers(net: torch.nn.Module, std: float = 0.05) -> None:
                 p.normal_(0, std)
 
 
-@pytest.mark.parametrize("name", ["tiny", "small", "paper"])
+@pytest.mark.parametrize("name", ["tiny", "small", "paper", "small_vo", "small_gpu"])
 def test_shipped_configs_validate(name):
     cfg = load_config(CONFIG_DIR / f"{name}.toml")
     assert cfg.name == name
@@ -99,6 +99,27 @@ def test_bad_configs_raise_typed_errors(tmp_path):
         load_config(_write(tmp_path, good.replace("groups = 4", "groups = 3")))
     with pytest.raises(RdecError):
         load_config(tmp_path)
+
+
+def test_base_config_replaces_keys_section_by_section(tmp_path):
+    small = load_config("small")
+    gpu = load_config(CONFIG_DIR / "small_gpu.toml")
+    assert (gpu.unet, gpu.inner_unet, gpu.encoder, gpu.ddim) == (small.unet, small.inner_unet, small.encoder, small.ddim)
+    assert gpu.stages[1].batch == 128 and gpu.stages[1].lr == small.stages[1].lr
+    assert "base" not in gpu.raw and gpu.raw["unet"] == small.raw["unet"]  # stored self-contained
+    (tmp_path / "a.toml").write_text('base = "b.toml"\n')
+    (tmp_path / "b.toml").write_text('base = "a.toml"\n')
+    with pytest.raises(InputError, match="cycle"):
+        load_config(tmp_path / "a.toml")
+    (tmp_path / "c.toml").write_text('base = "missing.toml"\n')
+    with pytest.raises(InputError, match="no such config"):
+        load_config(tmp_path / "c.toml")
+    (tmp_path / "d.toml").write_text("base = 3\n")
+    with pytest.raises(InputError, match="base must be"):
+        load_config(tmp_path / "d.toml")
+    (tmp_path / "e.toml").write_text(f'base = "{CONFIG_DIR / "tiny.toml"}"\n[unet]\nheads = 3\n')
+    with pytest.raises(InputError, match="heads=3"):  # the merged result is validated
+        load_config(tmp_path / "e.toml")
 
 
 @pytest.mark.parametrize("section,key,value,message", [

@@ -96,6 +96,18 @@ def test_resume_is_exact_and_checkpoint_round_trips(data_dir, tmp_path):
         torch.testing.assert_close(v, ca["ema"][k], rtol=0, atol=0)
 
 
+def test_wall_time_limit_stops_cleanly_and_resumes(data_dir, tmp_path):
+    out = tmp_path / "run"
+    res = train("tiny", 1, data_dir, out, steps=1000, device="cpu", threads=1, progress=False, max_minutes=1e-6)
+    assert res["step"] == 5  # the first log interval: time is checked where every rank agrees on it
+    assert safe_load(out / "stage1_ckpt.pt")["step"] == 5 and load_outer(out / "outer.pt")[2] == 5
+    assert [r["step"] for r in read_loss_csv(out / "stage1_loss.csv")] == [5]
+    res = train("tiny", 1, data_dir, out, steps=12, resume=True, device="cpu", threads=1, progress=False)
+    assert res["step"] == 12 and [r["step"] for r in read_loss_csv(out / "stage1_loss.csv")] == [5, 10, 12]
+    with pytest.raises(InputError, match="max-minutes"):
+        train("tiny", 1, data_dir, tmp_path / "x", device="cpu", progress=False, max_minutes=0)
+
+
 def test_stage2_freezes_encoder(data_dir, tmp_path):
     out = tmp_path / "run"
     with pytest.raises(InputError, match="stage-1 model"):
@@ -232,6 +244,17 @@ def test_cli_errors_are_one_line(data_dir, tmp_path, capsys):
         err = capsys.readouterr().err
         assert err.startswith("rdec: error: ") and msg in err, err
         assert "Traceback" not in err
+
+
+def test_bad_max_minutes_is_a_usage_error(data_dir, tmp_path, capsys):
+    for bad in ("0", "-1", "nan", "inf", "soon"):
+        with pytest.raises(SystemExit) as e:
+            main(["train", "--config", "tiny", "--stage", "1", "--data", str(data_dir), "--out", str(tmp_path / "o"),
+                  "--max-minutes", bad])
+        assert e.value.code == 2
+        err = capsys.readouterr().err
+        assert err.startswith("rdec: error: argument --max-minutes") and err.count("\n") == 1, err
+    assert not (tmp_path / "o").exists()
 
 
 def test_train_help_mentions_stages(capsys):
