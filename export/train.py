@@ -26,7 +26,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from rdec.runtime.errors import InputError
+from rdec.runtime.errors import InputError, TrainingDivergedError
 from rdec.runtime.fileio import atomic_write, make_folder
 
 from .config import Config, config_from_dict, load_config
@@ -181,6 +181,7 @@ def train(config: str | Path, stage: int, data: str | Path, out: str | Path, res
     dev = pick_device(device)
     torch.set_num_threads(threads or sc.threads)
     distributed, rank, world, dev = _dist_init(dev)
+    pool = None  # on a GPU: makes the next step's batch on the CPU while this step runs
     try:
         ckpt_path = out / f"stage{stage}_ckpt.pt"
         csv_path, png_path = out / f"stage{stage}_loss.csv", out / f"stage{stage}_loss.png"
@@ -262,8 +263,6 @@ def train(config: str | Path, stage: int, data: str | Path, out: str | Path, res
             t = torch.randint(0, cfg.ddim.T, (sc.batch,), generator=gen)
             return x0, t, torch.randn(x0.shape, generator=gen)
 
-        # On a GPU the next step's batch is made on the CPU while this step runs.
-        pool = None
         if dev.type == "cuda":
             from concurrent.futures import ThreadPoolExecutor
 
@@ -311,28 +310,33 @@ def train(config: str | Path, stage: int, data: str | Path, out: str | Path, res
                     flag = torch.tensor(float(out_of_time), device=dev)
                     dist.all_reduce(flag, op=dist.ReduceOp.MAX)
                     out_of_time = bool(flag.item())
-            if done % sc.log_every == 0 or done == total or out_of_time:
+            log_now = done % sc.log_every == 0 or done == total or out_of_time
+            save_now = done % sc.ckpt_every == 0 or done == total or out_of_time
+            if log_now or save_now:  # never a diverged model on disk
                 loss_v = acc.item() / nacc
                 if not math.isfinite(loss_v):
-                    raise RuntimeError(f"training diverged before step {done} (loss {loss_v})")
+                    raise TrainingDivergedError(
+                        f"training diverged before step {done} (loss {loss_v}); nothing after step "
+                        f"{done - nacc} was saved: resume from the last checkpoint with a lower lr")
+            if log_now:
                 rows.append({"step": done, "loss": loss_v, "lr": lr, "elapsed_s": elapsed0 + time.time() - t0})
                 bar.set_postfix(loss=f"{loss_v:.4f}")
                 acc, nacc = torch.zeros((), device=dev), 0
             bar.update(1)
-            if done % sc.ckpt_every == 0 or done == total or out_of_time:
+            if save_now:
                 save(done, elapsed0 + time.time() - t0)
             if out_of_time:
                 total = done
                 break
         bar.close()
-        if pool:
-            pool.shutdown(cancel_futures=True)
         if start >= total and rank == 0:  # nothing to do: make sure the exported files exist
             save(start, elapsed0)
         last = rows[-1]["loss"] if rows else loss_v
         return {"stage": stage, "step": max(start, total), "loss": last,
                 "elapsed_s": elapsed0 + time.time() - t0, "out": str(out), "world_size": world}
     finally:
+        if pool:
+            pool.shutdown(cancel_futures=True)
         if distributed:
             import torch.distributed as dist
 

@@ -27,3 +27,7 @@ class FormatError(RdecError):
 
 class UnsupportedError(RdecError):
     """A valid file uses a feature rdec deliberately does not handle."""
+
+
+class TrainingDivergedError(RdecError):
+    """The training loss stopped being finite; nothing from the diverged steps was saved."""

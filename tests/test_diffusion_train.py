@@ -108,6 +108,26 @@ def test_wall_time_limit_stops_cleanly_and_resumes(data_dir, tmp_path):
         train("tiny", 1, data_dir, tmp_path / "x", device="cpu", progress=False, max_minutes=0)
 
 
+def test_divergence_is_a_typed_error_and_nothing_diverged_is_saved(data_dir, tmp_path, monkeypatch, capsys):
+    import rdec.export.train as tr
+
+    calls = {"n": 0}
+    real = F.mse_loss
+
+    def mse(a, b):  # finite for 7 steps, then NaN
+        calls["n"] += 1
+        return real(a, b) * (float("nan") if calls["n"] > 7 else 1.0)
+
+    monkeypatch.setattr(tr.F, "mse_loss", mse)
+    out = tmp_path / "run"
+    assert main(["train", "--config", "tiny", "--stage", "1", "--data", str(data_dir), "--out", str(out),
+                 "--steps", "20", "--device", "cpu", "--no-progress"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("rdec: error: training diverged before step 10") and "Traceback" not in err, err
+    assert not (out / "stage1_ckpt.pt").exists() and not (out / "outer.pt").exists()  # first save was due at 10
+    assert [r["step"] for r in read_loss_csv(out / "stage1_loss.csv")] == []
+
+
 def test_stage2_freezes_encoder(data_dir, tmp_path):
     out = tmp_path / "run"
     with pytest.raises(InputError, match="stage-1 model"):
