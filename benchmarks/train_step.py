@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from rdec.export.cli import _positive
 from rdec.export.config import load_config
 from rdec.export.ddim import Schedule
 from rdec.export.networks import OuterModel
@@ -88,10 +89,10 @@ def batch_cost(data: str | None, batch: int, reps: int = 10) -> float:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--config", default="small")
-    ap.add_argument("--batch", type=int, nargs="+", default=[32, 128, 512])
+    ap.add_argument("--batch", type=_positive, nargs="+", default=[32, 128, 512])
     ap.add_argument("--device", default="auto")
-    ap.add_argument("--steps", type=int, default=30)
-    ap.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1, as the configs)")
+    ap.add_argument("--steps", type=_positive, default=30)
+    ap.add_argument("--threads", type=_positive, default=1, help="torch CPU threads (default 1, as the configs)")
     default_data = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "train"
     ap.add_argument("--data", default=str(default_data) if default_data.is_dir() else None,
                     help="training images, to time making batches (default ../shared/data/train if there)")

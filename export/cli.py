@@ -42,7 +42,8 @@ def _train(args: argparse.Namespace) -> int:
                 device=args.device, outer=args.outer, threads=args.threads, progress=not args.no_progress,
                 max_minutes=args.max_minutes)
     if res["world_size"] == 1 or __import__("os").environ.get("RANK", "0") == "0":
-        print(f"stage {res['stage']}: step {res['step']}, loss {res['loss']:.5f}, "
+        limit = " (stopped at --max-minutes; --resume continues)" if res["stopped_at_time_limit"] else ""
+        print(f"stage {res['stage']}: step {res['step']}{limit}, loss {res['loss']:.5f}, "
               f"{res['elapsed_s']:.0f} s of training -> {res['out']}", file=sys.stderr)
     return 0
 

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from rdec.runtime.ddim import SPACINGS
 from rdec.runtime.errors import InputError
+from rdec.runtime.fileio import read_bytes
 
 from .networks import EncoderConfig, UNetConfig
 
@@ -54,6 +55,8 @@ class Config:
 
 def _section(raw: dict, key: str, source: str) -> dict:
     sec = raw.get(key)
+    if key in raw and not isinstance(sec, dict):
+        raise InputError(f"config {source}: {key} must be a section [{key}], got {sec!r}")
     if not isinstance(sec, dict):
         raise InputError(f"config {source}: missing section [{key}]")
     return sec
@@ -143,8 +146,8 @@ def config_from_dict(raw: dict, source: str = "<dict>") -> Config:
         st = stages[s]
         if min(st.batch, st.steps, st.ckpt_every, st.log_every, st.threads) < 1:
             raise InputError(f"config {source}: stage{s} steps, batch, ckpt_every, log_every and threads must be >= 1")
-        if not st.lr > 0 or not 0 <= st.ema < 1:
-            raise InputError(f"config {source}: stage{s} needs lr > 0 and 0 <= ema < 1")
+        if not 0 < st.lr <= 1 or not 0 <= st.ema < 1:
+            raise InputError(f"config {source}: stage{s} needs 0 < lr <= 1 and 0 <= ema < 1")
     for sec, c in (("encoder", enc), ("unet", unet), ("inner", inner_unet)):
         _check_widths(c, sec, source)
     for sec, u in (("unet", unet), ("inner", inner_unet)):
@@ -164,31 +167,40 @@ def config_from_dict(raw: dict, source: str = "<dict>") -> Config:
                   stages=stages, raw=raw)
 
 
-def _read_toml(p: Path, path: str | Path) -> dict:
+MAX_CONFIG_BYTES = 1 << 20
+
+
+def _config_path(path: str | Path) -> Path:
+    """A bare name like `small` means export/configs/small.toml."""
+    p = Path(path)
+    return CONFIG_DIR / f"{p.name}.toml" if not p.suffix and not p.exists() else p
+
+
+def _read_toml(p: Path) -> dict:
+    data = read_bytes(p, MAX_CONFIG_BYTES, InputError, what="config file")
     try:
-        return tomllib.loads(p.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise InputError(f"no such config file: {path}") from None
-    except IsADirectoryError:
-        raise InputError(f"config is a folder, not a file: {path}") from None
+        return tomllib.loads(data.decode("utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
-        raise InputError(f"config {path} is not valid TOML: {e}") from None
-    except OSError as e:
-        raise InputError(f"cannot read config {path}: {e.strerror}") from None
+        raise InputError(f"config {p} is not valid TOML: {e}") from None
 
 
 def _resolve_base(raw: dict, p: Path, seen: tuple[Path, ...] = ()) -> dict:
-    """`base = "small.toml"` (a path relative to the file): start from that config and replace the keys this
-    file sets, section by section. The result is self-contained (no `base`), as stored with checkpoints."""
+    """`base = "small.toml"` (a path relative to the file, or a bare name as for --config): start from that
+    config and replace the keys this file sets, section by section. The result is self-contained (no `base`),
+    as stored with checkpoints; a file without its own `name` is named after its path, like any other."""
     if "base" not in raw:
         return raw
     base = raw["base"]
     if not isinstance(base, str) or not base:
         raise InputError(f"config {p}: base must be a config file name, got {base!r}")
-    bp = (p.parent / base).resolve()
-    if bp in seen or bp == p.resolve():
+    try:
+        bp, here = _config_path(p.parent / base).resolve(), p.resolve()
+    except (OSError, RuntimeError, ValueError):  # symlink loops, NUL bytes
+        raise InputError(f"config {p}: cannot find its base {base!r}") from None
+    if bp in seen or bp == here:
         raise InputError(f"config {p}: base configs form a cycle through {bp.name}")
-    merged = dict(_resolve_base(_read_toml(bp, bp), bp, seen + (p.resolve(),)))
+    merged = dict(_resolve_base(_read_toml(bp), bp, seen + (here,)))
+    merged.pop("name", None)
     for k, v in raw.items():
         if k == "base":
             continue
@@ -198,7 +210,5 @@ def _resolve_base(raw: dict, p: Path, seen: tuple[Path, ...] = ()) -> dict:
 
 def load_config(path: str | Path) -> Config:
     """Read and validate a TOML config file. A bare name like `small` means export/configs/small.toml."""
-    p = Path(path)
-    if not p.suffix and not p.exists():
-        p = CONFIG_DIR / f"{p.name}.toml"
-    return config_from_dict(_resolve_base(_read_toml(p, path), p), str(path))
+    p = _config_path(path)
+    return config_from_dict(_resolve_base(_read_toml(p), p), str(path))

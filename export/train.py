@@ -119,9 +119,10 @@ def plot_loss(rows: list[dict], path: Path, title: str) -> None:
     atomic_write(path, buf.getvalue())
 
 
-# Settings a run may change when resuming: how long, how often it logs and saves, how many threads, and the
-# DDIM defaults for encrypting (unused in training).
-_RESUMABLE = {"ddim": {"steps", "refine", "spacing", "relax"}, "stage": {"steps", "ckpt_every", "log_every", "threads"}}
+# Settings a run may change when resuming: how long, the learning rate (the CSV logs it per row), how often it
+# logs and saves, how many threads, and the DDIM defaults for encrypting (unused in training).
+_RESUMABLE = {"ddim": {"steps", "refine", "spacing", "relax"},
+              "stage": {"steps", "lr", "ckpt_every", "log_every", "threads"}}  # lr: e.g. lowered after divergence
 
 
 def config_changes(old_raw: dict, cfg: Config, stage: int) -> list[str]:
@@ -150,6 +151,12 @@ def weights_id(module: torch.nn.Module) -> str:
         h.update(name.encode())
         h.update(v.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
     return h.hexdigest()
+
+
+def _diverged(what: str, saved_step: int, ckpt_path: Path) -> TrainingDivergedError:
+    then = f"resume from {ckpt_path} (step {saved_step}) with a lower lr" if saved_step else \
+        "start again with a lower lr"
+    return TrainingDivergedError(f"training diverged ({what}); nothing after step {saved_step} was saved: {then}")
 
 
 def _lr_at(step: int, base: float, warmup: int) -> float:
@@ -182,6 +189,7 @@ def train(config: str | Path, stage: int, data: str | Path, out: str | Path, res
     torch.set_num_threads(threads or sc.threads)
     distributed, rank, world, dev = _dist_init(dev)
     pool = None  # on a GPU: makes the next step's batch on the CPU while this step runs
+    tf32 = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
     try:
         ckpt_path = out / f"stage{stage}_ckpt.pt"
         csv_path, png_path = out / f"stage{stage}_loss.csv", out / f"stage{stage}_loss.png"
@@ -239,6 +247,7 @@ def train(config: str | Path, stage: int, data: str | Path, out: str | Path, res
 
         net = model
         if distributed:
+            import torch.distributed as dist
             from torch.nn.parallel import DistributedDataParallel as DDP
 
             net = DDP(model, device_ids=[dev.index] if dev.type == "cuda" else None)
@@ -246,6 +255,9 @@ def train(config: str | Path, stage: int, data: str | Path, out: str | Path, res
         def save(step: int, elapsed: float) -> None:
             """The model file and loss log first, the checkpoint last: interrupted in between, a resume goes
             back to the previous checkpoint and rewrites the newer files, so no logged step is lost."""
+            finite = torch.stack(torch._foreach_norm([p.detach() for p in model.parameters()])).isfinite().all()
+            if not bool(finite):  # every rank holds the same weights, so all stop here
+                raise _diverged(f"the weights after step {step} are not finite", start_saved, ckpt_path)
             if rank != 0:
                 return
             save_model_file(out / ("outer.pt" if stage == 1 else "inner.pt"), "outer" if stage == 1 else "inner",
@@ -266,17 +278,16 @@ def train(config: str | Path, stage: int, data: str | Path, out: str | Path, res
         if dev.type == "cuda":
             from concurrent.futures import ThreadPoolExecutor
 
-            torch.backends.cuda.matmul.allow_tf32 = True
-            torch.backends.cudnn.allow_tf32 = True
+            torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True  # put back below
             pool = ThreadPoolExecutor(1)
         pending = pool.submit(batch, start) if pool else None
 
-        t0 = time.time()
+        t0, m0, start_saved = time.time(), time.monotonic(), start
         acc, nacc = torch.zeros((), device=dev), 0  # summed on the device: no host sync per step
         bar = tqdm(total=total, initial=start, desc=f"stage {stage}", unit="step", file=sys.stderr,
                    disable=not progress or rank != 0, dynamic_ncols=True)
         model.train()
-        loss_v = float("nan")
+        loss_v, stopped = float("nan"), False
         for step in range(start, total):
             lr = _lr_at(step, sc.lr, sc.warmup)
             for g in opt.param_groups:
@@ -303,21 +314,20 @@ def train(config: str | Path, stage: int, data: str | Path, out: str | Path, res
             done = step + 1
             out_of_time = False
             if max_minutes is not None and done % sc.log_every == 0:
-                out_of_time = time.time() - t0 >= 60 * max_minutes
+                out_of_time = time.monotonic() - m0 >= 60 * max_minutes
                 if distributed:  # every rank stops at the same step
-                    import torch.distributed as dist
-
                     flag = torch.tensor(float(out_of_time), device=dev)
                     dist.all_reduce(flag, op=dist.ReduceOp.MAX)
                     out_of_time = bool(flag.item())
             log_now = done % sc.log_every == 0 or done == total or out_of_time
             save_now = done % sc.ckpt_every == 0 or done == total or out_of_time
-            if log_now or save_now:  # never a diverged model on disk
+            if log_now or save_now:
+                if distributed:  # the mean over ranks: every rank logs, and stops on, the same number
+                    dist.all_reduce(acc)
+                    acc /= world
                 loss_v = acc.item() / nacc
                 if not math.isfinite(loss_v):
-                    raise TrainingDivergedError(
-                        f"training diverged before step {done} (loss {loss_v}); nothing after step "
-                        f"{done - nacc} was saved: resume from the last checkpoint with a lower lr")
+                    raise _diverged(f"loss {loss_v} before step {done}", start_saved, ckpt_path)
             if log_now:
                 rows.append({"step": done, "loss": loss_v, "lr": lr, "elapsed_s": elapsed0 + time.time() - t0})
                 bar.set_postfix(loss=f"{loss_v:.4f}")
@@ -325,18 +335,21 @@ def train(config: str | Path, stage: int, data: str | Path, out: str | Path, res
             bar.update(1)
             if save_now:
                 save(done, elapsed0 + time.time() - t0)
+                start_saved = done
             if out_of_time:
-                total = done
+                total, stopped = done, True
                 break
         bar.close()
         if start >= total and rank == 0:  # nothing to do: make sure the exported files exist
             save(start, elapsed0)
         last = rows[-1]["loss"] if rows else loss_v
         return {"stage": stage, "step": max(start, total), "loss": last,
-                "elapsed_s": elapsed0 + time.time() - t0, "out": str(out), "world_size": world}
+                "elapsed_s": elapsed0 + time.time() - t0, "out": str(out), "world_size": world,
+                "stopped_at_time_limit": stopped}
     finally:
         if pool:
             pool.shutdown(cancel_futures=True)
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = tf32
         if distributed:
             import torch.distributed as dist
 

@@ -60,21 +60,25 @@ def make_folder(path: str | os.PathLike) -> Path:
     return path
 
 
-def read_bytes(path: str | os.PathLike, limit: int | None = None, error: type = InputError) -> bytes:
-    """Read a whole regular file (at most `limit` bytes), turning OS errors into a typed error. Devices and
-    pipes are refused: /dev/zero would be read until memory runs out."""
+def read_bytes(path: str | os.PathLike, limit: int | None = None, error: type = InputError,
+               what: str = "file") -> bytes:
+    """Read a whole regular file (at most `limit` bytes), turning OS errors into a typed error that calls it
+    `what`. Devices and pipes are refused: /dev/zero would be read until memory runs out."""
     import stat
 
     try:
         mode = os.stat(path).st_mode  # checked before opening: opening a FIFO would block
         if not stat.S_ISREG(mode):
-            raise error(f"is a folder, not a file: {path}" if stat.S_ISDIR(mode) else f"not a regular file: {path}")
+            raise error(f"is a folder, not a {what}: {path}" if stat.S_ISDIR(mode) else
+                        f"not a regular {what}: {path}")
         with open(path, "rb") as f:
             data = f.read() if limit is None else f.read(limit + 1)
     except FileNotFoundError:
-        raise error(f"no such file: {path}") from None
+        raise error(f"no such {what}: {path}") from None
+    except ValueError:  # a NUL byte in the name
+        raise error(f"not a valid {what} name: {str(path)!r}") from None
     except OSError as e:
-        raise error(f"cannot read {path}: {e.strerror}") from None
+        raise error(f"cannot read {what} {path}: {e.strerror}") from None
     if limit is not None and len(data) > limit:
         raise error(f"{path} is larger than {limit} bytes")
     return data

@@ -1,4 +1,5 @@
 """Networks, configs and block layout of the diffusion side: shapes, dtypes, config validation."""
+import os
 import re
 import tomllib
 
@@ -120,6 +121,20 @@ def test_base_config_replaces_keys_section_by_section(tmp_path):
     (tmp_path / "e.toml").write_text(f'base = "{CONFIG_DIR / "tiny.toml"}"\n[unet]\nheads = 3\n')
     with pytest.raises(InputError, match="heads=3"):  # the merged result is validated
         load_config(tmp_path / "e.toml")
+    (tmp_path / "f.toml").write_text('base = "a\\u0000b.toml"\n')  # a NUL byte in the name
+    (tmp_path / "loop.toml").symlink_to(tmp_path / "loop.toml")
+    (tmp_path / "g.toml").write_text('base = "loop.toml"\n')
+    os.mkfifo(tmp_path / "fifo.toml")
+    (tmp_path / "h.toml").write_text('base = "fifo.toml"\n')  # would block if opened
+    (tmp_path / "i.toml").write_text('base = "tiny"\nunet = 3\n')
+    for name, msg in (("f", "cannot find its base"), ("g", "cannot find its base"), ("h", "not a regular config file"), ("i", "must be a section")):
+        with pytest.raises(InputError, match=msg):
+            load_config(tmp_path / f"{name}.toml")
+    (tmp_path / "j.toml").write_text('base = "tiny"\n[stage1]\nlr = 2.0\n')  # a bare name, as for --config
+    with pytest.raises(InputError, match="lr <= 1"):
+        load_config(tmp_path / "j.toml")
+    (tmp_path / "k.toml").write_text('base = "tiny"\n')
+    assert load_config(tmp_path / "k.toml").name == str(tmp_path / "k.toml")  # its own name, not tiny's
 
 
 @pytest.mark.parametrize("section,key,value,message", [

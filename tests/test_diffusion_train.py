@@ -111,21 +111,44 @@ def test_wall_time_limit_stops_cleanly_and_resumes(data_dir, tmp_path):
 def test_divergence_is_a_typed_error_and_nothing_diverged_is_saved(data_dir, tmp_path, monkeypatch, capsys):
     import rdec.export.train as tr
 
-    calls = {"n": 0}
-    real = F.mse_loss
+    calls = {"loss": 0, "ema": 0}
+    real_mse, real_ema = F.mse_loss, tr._ema_update
 
     def mse(a, b):  # finite for 7 steps, then NaN
-        calls["n"] += 1
-        return real(a, b) * (float("nan") if calls["n"] > 7 else 1.0)
+        calls["loss"] += 1
+        return real_mse(a, b) * (float("nan") if calls["loss"] > 7 else 1.0)
 
     monkeypatch.setattr(tr.F, "mse_loss", mse)
     out = tmp_path / "run"
-    assert main(["train", "--config", "tiny", "--stage", "1", "--data", str(data_dir), "--out", str(out),
-                 "--steps", "20", "--device", "cpu", "--no-progress"]) == 1
+    argv = ["train", "--config", "tiny", "--stage", "1", "--data", str(data_dir), "--out", str(out), "--steps", "20",
+            "--device", "cpu", "--no-progress"]
+    assert main(argv) == 1
     err = capsys.readouterr().err
-    assert err.startswith("rdec: error: training diverged before step 10") and "Traceback" not in err, err
+    assert err.startswith("rdec: error: training diverged (loss nan before step 10); nothing after step 0 was "
+                          "saved: start again") and "Traceback" not in err, err
     assert not (out / "stage1_ckpt.pt").exists() and not (out / "outer.pt").exists()  # first save was due at 10
-    assert [r["step"] for r in read_loss_csv(out / "stage1_loss.csv")] == []
+
+    # weights that went bad in the very update before a save (its loss was still finite) are not saved either
+    monkeypatch.setattr(tr.F, "mse_loss", real_mse)
+
+    def ema(e, m, decay):
+        calls["ema"] += 1
+        if calls["ema"] == 20:
+            next(m.parameters()).detach().fill_(float("nan"))
+        real_ema(e, m, decay)
+
+    monkeypatch.setattr(tr, "_ema_update", ema)
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert "weights after step 20 are not finite" in err and "(step 10) with a lower lr" in err, err
+    assert safe_load(out / "stage1_ckpt.pt")["step"] == 10 and load_outer(out / "outer.pt")[2] == 10
+    # ... and the advice works: the learning rate may change on resume (a config built on tiny)
+    monkeypatch.setattr(tr, "_ema_update", real_ema)
+    lower = tmp_path / "lower.toml"
+    lower.write_text(f'base = "{CONFIG_DIR / "tiny.toml"}"\nname = "tiny"\n[stage1]\nlr = 1e-3\n')
+    assert main(argv[:2] + [str(lower)] + argv[3:] + ["--resume"]) == 0
+    rows = read_loss_csv(out / "stage1_loss.csv")
+    assert safe_load(out / "stage1_ckpt.pt")["step"] == 20 and [r["lr"] for r in rows][-1] == 1e-3
 
 
 def test_stage2_freezes_encoder(data_dir, tmp_path):
