@@ -14,13 +14,12 @@ import time
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
 from rdec.export.cli import _positive
 from rdec.export.config import load_config
 from rdec.export.ddim import Schedule
 from rdec.export.networks import OuterModel
-from rdec.export.train import _ema_update, pick_device
+from rdec.export.train import pick_device, step_batch, train_step
 
 
 def _sync(dev: torch.device) -> None:
@@ -29,7 +28,8 @@ def _sync(dev: torch.device) -> None:
 
 
 def step_times(cfg, dev: torch.device, batch: int, steps: int) -> tuple[float, float]:
-    """Median wall seconds of one training step (forward, backward, Adam, EMA), and kernel seconds per step."""
+    """Median wall seconds of one training step (rdec.export.train.train_step: forward, backward, Adam, EMA),
+    and kernel seconds per step."""
     torch.manual_seed(0)
     model, ema = OuterModel(cfg.encoder, cfg.unet).to(dev), OuterModel(cfg.encoder, cfg.unet).to(dev)
     ema.requires_grad_(False)
@@ -41,12 +41,7 @@ def step_times(cfg, dev: torch.device, batch: int, steps: int) -> tuple[float, f
     t = torch.randint(0, cfg.ddim.T, (batch,), generator=g).to(dev)
 
     def one() -> None:
-        loss = F.mse_loss(model(x0, sched.q_sample(x0, t, noise), t), noise)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        _ema_update(ema, model, 0.999)
+        train_step(model, model, ema, opt, sched, x0, noise=noise, t=t, enc=None, grad_clip=1.0, ema_decay=0.999)
 
     for _ in range(3):  # warm-up: allocator, cuDNN algorithm choice
         one()
@@ -79,10 +74,7 @@ def batch_cost(data: str | None, batch: int, reps: int = 10) -> float:
     sampler = CropSampler(data, seed=1)
     t0 = time.perf_counter()
     for step in range(reps):
-        x0 = torch.from_numpy(sampler.batch(step, batch))
-        gen = torch.Generator().manual_seed(step)
-        torch.randint(0, 1000, (batch,), generator=gen)
-        torch.randn(x0.shape, generator=gen)
+        step_batch(sampler, 1, 0, step, batch, 1000)
     return (time.perf_counter() - t0) / reps
 
 

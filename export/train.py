@@ -159,6 +159,38 @@ def _diverged(what: str, saved_step: int, ckpt_path: Path) -> TrainingDivergedEr
     return TrainingDivergedError(f"training diverged ({what}); nothing after step {saved_step} was saved: {then}")
 
 
+def step_batch(sampler: CropSampler, seed: int, rank: int, step: int, n: int, T: int
+               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Crops, timesteps and noise of one training step, on the CPU: functions of (seed, rank, step)."""
+    x0 = torch.from_numpy(sampler.batch(step, n))
+    gen = torch.Generator().manual_seed(((seed * 1_000_003 + rank) * 1_000_033 + step) % (2 ** 63))
+    t = torch.randint(0, T, (n,), generator=gen)
+    return x0, t, torch.randn(x0.shape, generator=gen)
+
+
+def train_step(net, model: torch.nn.Module, ema: torch.nn.Module, opt, sched: Schedule, x0: torch.Tensor,
+               t: torch.Tensor, noise: torch.Tensor, enc: torch.nn.Module | None, grad_clip: float,
+               ema_decay: float) -> torch.Tensor:
+    """One L_simple update of `model` (called through `net`, its DDP wrapper or itself) and of its EMA.
+    Stage 1 (enc None): net(x0, x_t, t) trains Enc and N_o together; stage 2: net(x_t, t, enc(x0)) with the
+    frozen encoder. Returns the loss on the device (reading it would sync)."""
+    x_t = sched.q_sample(x0, t, noise)
+    if enc is None:
+        pred = net(x0, x_t, t)
+    else:
+        with torch.no_grad():
+            c = enc(x0)
+        pred = net(x_t, t, c)
+    loss = F.mse_loss(pred, noise)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    if grad_clip > 0:
+        torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+    opt.step()
+    _ema_update(ema, model, ema_decay)
+    return loss.detach()
+
+
 def _lr_at(step: int, base: float, warmup: int) -> float:
     return base * min(1.0, (step + 1) / warmup) if warmup > 0 else base
 
@@ -269,11 +301,7 @@ def train(config: str | Path, stage: int, data: str | Path, out: str | Path, res
                                "opt": opt.state_dict(), "encoder": enc_id}, ckpt_path)
 
         def batch(step: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-            """Crops, timesteps and noise of one step: functions of (seed, rank, step) on any device."""
-            x0 = torch.from_numpy(sampler.batch(step, sc.batch))
-            gen = torch.Generator().manual_seed(((sc.seed * 1_000_003 + rank) * 1_000_033 + step) % (2 ** 63))
-            t = torch.randint(0, cfg.ddim.T, (sc.batch,), generator=gen)
-            return x0, t, torch.randn(x0.shape, generator=gen)
+            return step_batch(sampler, sc.seed, rank, step, sc.batch, cfg.ddim.T)
 
         if dev.type == "cuda":
             from concurrent.futures import ThreadPoolExecutor
@@ -282,7 +310,7 @@ def train(config: str | Path, stage: int, data: str | Path, out: str | Path, res
             pool = ThreadPoolExecutor(1)
         pending = pool.submit(batch, start) if pool else None
 
-        t0, m0, start_saved = time.time(), time.monotonic(), start
+        t0, start_saved = time.monotonic(), start
         acc, nacc = torch.zeros((), device=dev), 0  # summed on the device: no host sync per step
         bar = tqdm(total=total, initial=start, desc=f"stage {stage}", unit="step", file=sys.stderr,
                    disable=not progress or rank != 0, dynamic_ncols=True)
@@ -296,25 +324,13 @@ def train(config: str | Path, stage: int, data: str | Path, out: str | Path, res
             if pool and step + 1 < total:
                 pending = pool.submit(batch, step + 1)
             x0, t, noise = (v.to(dev, non_blocking=True) for v in (x0, t, noise))
-            x_t = sched.q_sample(x0, t, noise)
-            if stage == 1:
-                pred = net(x0, x_t, t)
-            else:
-                with torch.no_grad():
-                    c = enc(x0)
-                pred = net(x_t, t, c)
-            loss = F.mse_loss(pred, noise)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            if sc.grad_clip > 0:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), sc.grad_clip)
-            opt.step()
-            _ema_update(ema, model, min(sc.ema, (1 + step) / (10 + step)))
-            acc, nacc = acc + loss.detach(), nacc + 1
+            loss = train_step(net, model, ema, opt, sched, x0, t, noise, enc, sc.grad_clip,
+                              min(sc.ema, (1 + step) / (10 + step)))
+            acc, nacc = acc + loss, nacc + 1
             done = step + 1
             out_of_time = False
             if max_minutes is not None and done % sc.log_every == 0:
-                out_of_time = time.monotonic() - m0 >= 60 * max_minutes
+                out_of_time = time.monotonic() - t0 >= 60 * max_minutes
                 if distributed:  # every rank stops at the same step
                     flag = torch.tensor(float(out_of_time), device=dev)
                     dist.all_reduce(flag, op=dist.ReduceOp.MAX)
@@ -329,12 +345,12 @@ def train(config: str | Path, stage: int, data: str | Path, out: str | Path, res
                 if not math.isfinite(loss_v):
                     raise _diverged(f"loss {loss_v} before step {done}", start_saved, ckpt_path)
             if log_now:
-                rows.append({"step": done, "loss": loss_v, "lr": lr, "elapsed_s": elapsed0 + time.time() - t0})
+                rows.append({"step": done, "loss": loss_v, "lr": lr, "elapsed_s": elapsed0 + time.monotonic() - t0})
                 bar.set_postfix(loss=f"{loss_v:.4f}")
                 acc, nacc = torch.zeros((), device=dev), 0
             bar.update(1)
             if save_now:
-                save(done, elapsed0 + time.time() - t0)
+                save(done, elapsed0 + time.monotonic() - t0)
                 start_saved = done
             if out_of_time:
                 total, stopped = done, True
@@ -344,7 +360,7 @@ def train(config: str | Path, stage: int, data: str | Path, out: str | Path, res
             save(start, elapsed0)
         last = rows[-1]["loss"] if rows else loss_v
         return {"stage": stage, "step": max(start, total), "loss": last,
-                "elapsed_s": elapsed0 + time.time() - t0, "out": str(out), "world_size": world,
+                "elapsed_s": elapsed0 + time.monotonic() - t0, "out": str(out), "world_size": world,
                 "stopped_at_time_limit": stopped}
     finally:
         if pool:
