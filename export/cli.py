@@ -49,11 +49,14 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _eval_lossless(args: argparse.Namespace) -> int:
+    from rdec.runtime.keys import read_key_file
+
     from .eval_lossless import run_eval_lossless
 
+    key = read_key_file(args.key) if args.key else None
     res = run_eval_lossless(args.data, args.out, model=args.model, steps=args.steps, refine=args.refine,
                             limit=args.limit, threads=args.threads, device=args.device,
-                            progress=not args.no_progress, prior_data=args.prior_data)
+                            progress=not args.no_progress, prior_data=args.prior_data, key=key)
     print(f"wrote {res['report']} and {res['grid']}", file=sys.stderr)
     return 0
 
@@ -92,8 +95,9 @@ def register(sub) -> None:
                     "c = Enc(block)) and decrypt by DDIM sampling, with no compression in between. Reports per "
                     "image and mean PSNR/SSIM for K = 0 and the chosen K, encrypted-image statistics of x_T "
                     "(entropy under linear and Gaussian-CDF 8-bit mappings, channel means, adjacent-pixel "
-                    "correlation, distance from N(0, I) against block smoothness), a keyless attack (x_T "
-                    "coloured by a Gaussian image model) and timings. Writes OUT/report.md, OUT/grid.png, "
+                    "correlation, distance from N(0, I) against block smoothness), the same for z, the keyed "
+                    "mixing of x_T that travels, keyless attacks (the noise coloured by a Gaussian image model), "
+                    "key sensitivity (a key one bit off) and timings. Writes OUT/report.md, OUT/grid.png, "
                     "OUT/smoothness.png and OUT/results.json.",
         epilog="example: rdec eval lossless --data ../shared/data/kodak --out docs/lossless")
     q.add_argument("--data", required=True, help="folder of test images (e.g. ../shared/data/kodak)")
@@ -105,6 +109,7 @@ def register(sub) -> None:
     q.add_argument("--prior-data", help="folder whose 64x64 blocks fit the keyless attack's Gaussian image model "
                                         "(default: --data; e.g. ../shared/data/train for an attacker without the "
                                         "test images)")
+    q.add_argument("--key", help="key file (rdec keygen) that mixes x_T (default: a fresh random key, never stored)")
     q.add_argument("--threads", type=_positive, default=2, help="torch CPU threads (default 2)")
     q.add_argument("--device", default="cpu", help="cpu (default), cuda or auto")
     q.add_argument("--no-progress", action="store_true", help="no progress bar")

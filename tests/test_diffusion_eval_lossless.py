@@ -72,6 +72,11 @@ def test_eval_lossless_writes_report_and_refinement_helps(model_dir, images, tmp
     a = R["attack"]
     assert -1 <= a["corr_white_min"] <= a["corr_white_mean"] <= 1 and 0 <= a["ssim"] <= 1 and a["psnr"] > 0
     assert all("attack" in r for r in R["images"]) and "Keyless attack" in rep
+    z, ideal = R["mixed"], R["noise_ideal"]  # the keyed mixing that travels: noise, unlike x_T
+    assert z["entropy_cdf"] > ideal["entropy_cdf"] - 0.03 and z["entropy_cdf"] > R["noise"]["entropy_cdf"]
+    assert z["std"] == pytest.approx([1, 1, 1], abs=0.05) and z["mix_unmix_max_err"] < 1e-6
+    assert all(abs(v) < 0.05 for v in z["corr"].values()) and R["mixed_attack"]["corr_white_max_abs"] < 0.1
+    assert R["wrong_key"]["psnr"][1] < 20 < s["K6"]["psnr"] and "Key sensitivity" in rep
     i = R["inner"]
     assert R["inner_step"] == 7 and [v["K"] for v in i["inversion"]] == [0, 6] and "Inner pass" in rep
     assert i["inversion"][1]["xT_max_err"] < i["inversion"][0]["xT_max_err"]
@@ -90,6 +95,9 @@ def test_eval_cli_errors(model_dir, images, tmp_path, capsys):
     (bad / "outer.pt").write_bytes(b"garbage")
     cases.append((["eval", "lossless", "--data", str(images), "--out", str(tmp_path / "o"), "--model", str(bad)],
                   "not a readable checkpoint"))
+    (tmp_path / "bad.key").write_text("not a key")
+    cases.append((["eval", "lossless", "--data", str(images), "--out", str(tmp_path / "o"), "--model",
+                   str(model_dir), "--key", str(tmp_path / "bad.key")], "not an rdec key file"))
     for argv, msg in cases:
         assert main(argv) == 1
         err = capsys.readouterr().err
