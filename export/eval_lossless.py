@@ -399,8 +399,9 @@ def _report(R: dict, Ks: list[int]) -> str:
           f"| attack PSNR (dB), mean over images | {a['psnr']:.2f} | {za['psnr']:.2f} |",
           f"| attack SSIM, mean over images | {a['ssim']:.4f} | {za['ssim']:.4f} |",
           f"\n## Key sensitivity\n",
-          f"z unmixed with the key one bit off (same nonce), then decrypted, on the first {GRID_IMAGES} images "
-          "(range over them): the wrong key gives other noise, and the decryption shows nothing of the image.\n",
+          f"z unmixed with the key one bit off (same nonce), then decrypted with the true c, on the first "
+          f"{GRID_IMAGES} images (range over them): the wrong key gives other noise, and the decryption shows "
+          "nothing of the image.\n",
           "| statistic | min | max |", "|---|---|---|",
           f"| PSNR of the decryption (dB) | {w['psnr'][0]:.2f} | {w['psnr'][1]:.2f} |",
           f"| SSIM of the decryption | {w['ssim'][0]:.4f} | {w['ssim'][1]:.4f} |",

@@ -14,6 +14,8 @@ map is fresh. numpy only (the device side).
 """
 from __future__ import annotations
 
+from functools import cache
+
 import numpy as np
 
 from .errors import InputError
@@ -22,18 +24,15 @@ from .keys import KeyStream, check_key, check_nonce
 GROUP = 64
 ROUNDS = 3
 PURPOSE = "rdec-diffusion-xT-mix-v1"
-_H = None
 
 
+@cache
 def _hadamard() -> np.ndarray:
     """The orthonormal (symmetric, self-inverse) Walsh-Hadamard matrix of size GROUP, float64."""
-    global _H
-    if _H is None:
-        h = np.ones((1, 1))
-        while h.shape[0] < GROUP:
-            h = np.block([[h, h], [h, -h]])
-        _H = h / np.sqrt(GROUP)
-    return _H
+    h = np.ones((1, 1))
+    while h.shape[0] < GROUP:
+        h = np.block([[h, h], [h, -h]])
+    return h / np.sqrt(GROUP)
 
 
 def _rounds(key: bytes, nonce: bytes, n: int) -> list[tuple[np.ndarray, np.ndarray]]:
