@@ -149,7 +149,7 @@ def _inner_check(net, inner_net, cfg, xs, x_T, c, S: int, K: int, ref8: np.ndarr
         zh = invert(inner_net, y, c, cfg.ddim, S, k)
         xh = torch.from_numpy(unmix_noise(zh.double().cpu().numpy(), rms, key, nonce)).to(x_T)
         d = _to_255(decrypt_blocks(net, xh, c, cfg.ddim, S))
-        out["inversion"].append({"K": k, "xT_max_err": float((zh - z).abs().max()), "psnr": M.psnr(ref8, d)})
+        out["inversion"].append({"K": k, "z_max_err": float((zh - z).abs().max()), "psnr": M.psnr(ref8, d)})
     return out
 
 
@@ -204,7 +204,8 @@ def run_eval_lossless(data, out, model=None, steps: int | None = None, refine: i
             xt_blocks = x_T.double().cpu().numpy()
             z, rms = mix_noise(xt_blocks, key, nonce)
             t1 = time.perf_counter()
-            x_back = torch.from_numpy(unmix_noise(z, rms, key, nonce)).to(x_T)
+            xt_back = unmix_noise(z, rms, key, nonce)
+            x_back = torch.from_numpy(xt_back).to(x_T)
             xr = decrypt_blocks(net, x_back, c, cfg.ddim, S)
             t2 = time.perf_counter()
             dec = merge_blocks(_to_255(xr), layout)
@@ -219,7 +220,7 @@ def run_eval_lossless(data, out, model=None, steps: int | None = None, refine: i
                 rec["mixed"] = _noise_stats(zi)
                 rec["mixed"]["entropy_linear_unscaled"] = M.channel_entropy8(M.to_8bit_linear(zi * rms))
                 rec["mixed"]["rms"] = rms
-                rec["mix_unmix_max_err"] = float(np.abs(x_back.double().cpu().numpy() - xt_blocks).max())
+                rec["mix_unmix_max_err"] = float(np.abs(xt_back - xt_blocks).max())  # float64, before the cast
                 white = prior.whiten(x0.double().cpu().numpy())
                 r_white = [float(np.corrcoef(xt_blocks[b].ravel(), white[b].ravel())[0, 1])
                            for b in range(xt_blocks.shape[0])]
@@ -291,6 +292,7 @@ def run_eval_lossless(data, out, model=None, steps: int | None = None, refine: i
     mixed_mean["mix_unmix_max_err"] = float(max(r["mix_unmix_max_err"] for r in per_image))
     wrong = [r["wrong_key"] for r in per_image if "wrong_key" in r]
     wrong_key = {name: [float(min(w[name] for w in wrong)), float(max(w[name] for w in wrong))] for name in wrong[0]}
+    wrong_key["images"] = len(wrong)
 
     smooth, ks, corr, std = map(np.asarray, (all_smooth, all_ks, all_corr, all_std))
     edges = np.quantile(smooth, np.linspace(0, 1, SMOOTH_BINS + 1))
@@ -350,8 +352,8 @@ def _report(R: dict, Ks: list[int]) -> str:
     rms = [r["mixed"]["rms"] for r in R["images"]]
     L += ["## Encrypted noise (K = %d): x_T from inversion, and z that travels\n" % K,
           "x_T is the DDIM-inverted noise; z is x_T after the keyed mixing (`rdec.runtime.noise_mixing`: three "
-          "rounds of a keyed permutation of all the image's values, keyed signs and an orthonormal 64-point "
-          "Walsh-Hadamard transform, then a scale to unit RMS; fresh nonce per image, a random key for this run). "
+          "rounds of an orthonormal 64-point Walsh-Hadamard transform, a keyed permutation of all the image's "
+          "values and keyed signs, then a scale to unit RMS; fresh nonce per image, a random key for this run). "
           "Statistics of z are taken on z laid out as an image in the same block order. "
           "8-bit entropy is the mean of the three per-channel entropies. Mappings: *Gaussian CDF* "
           "byte = floor(256 Phi(x)) (ideal noise: 8.0); *linear* [-3, 3] -> 0..255 clipped; *min-max* linear over "
@@ -372,7 +374,7 @@ def _report(R: dict, Ks: list[int]) -> str:
     L += [row("KS distance of a block's values to N(0, 1), mean over blocks", "{:.4f}".format,
               lambda v: v["block_ks"]),
           f"\nRMS of x_T per image (the scale z carries, secret with it): {min(rms):.4f} .. {max(rms):.4f}. "
-          f"Largest |unmix(mix(x_T)) - x_T| over all images: {z['mix_unmix_max_err']:.1e}.\n"]
+          f"Largest |unmix(mix(x_T)) - x_T| over all images (float64): {z['mix_unmix_max_err']:.1e}.\n"]
     L += ["\n## Distance of each block's x_T from N(0, I) against block smoothness\n",
           "Blocks binned by smoothness quintile (mean absolute neighbour difference of the original block, 8-bit). "
           f"KS = Kolmogorov-Smirnov distance of the block's 12288 values to N(0, 1) (ideal noise block: "
@@ -400,7 +402,7 @@ def _report(R: dict, Ks: list[int]) -> str:
           f"| attack SSIM, mean over images | {a['ssim']:.4f} | {za['ssim']:.4f} |",
           f"\n## Key sensitivity\n",
           f"z unmixed with the key one bit off (same nonce), then decrypted with the true c, on the first "
-          f"{GRID_IMAGES} images (range over them): the wrong key gives other noise, and the decryption shows "
+          f"{R['wrong_key']['images']} images (range over them): the wrong key gives other noise, and the decryption shows "
           "nothing of the image.\n",
           "| statistic | min | max |", "|---|---|---|",
           f"| PSNR of the decryption (dB) | {w['psnr'][0]:.2f} | {w['psnr'][1]:.2f} |",
@@ -422,7 +424,7 @@ def _report(R: dict, Ks: list[int]) -> str:
               f"of values in [-1, 1], correlation with the original block {i['corr_y_block']:+.3f}.\n",
               "| K (inner inversion) | max abs z^ - z | decrypted PSNR (dB) |", "|---|---|---|"]
         for v in i["inversion"]:
-            L.append(f"| {v['K']} | {v['xT_max_err']:.2e} | {_fmt_db(v['psnr'])} |")
+            L.append(f"| {v['K']} | {v['z_max_err']:.2e} | {_fmt_db(v['psnr'])} |")
     L += ["\n## Per image\n",
           "| image | size | blocks | " + " | ".join(f"PSNR K={k} | SSIM K={k}" for k in Ks)
           + " | entropy CDF x_T / z | entropy linear x_T / z | corr H/V/D of x_T | corr with whitened | "

@@ -79,7 +79,7 @@ def test_eval_lossless_writes_report_and_refinement_helps(model_dir, images, tmp
     assert R["wrong_key"]["psnr"][1] < 20 < s["K6"]["psnr"] and "Key sensitivity" in rep
     i = R["inner"]
     assert R["inner_step"] == 7 and [v["K"] for v in i["inversion"]] == [0, 6] and "Inner pass" in rep
-    assert i["inversion"][1]["xT_max_err"] < i["inversion"][0]["xT_max_err"]
+    assert i["inversion"][1]["z_max_err"] < i["inversion"][0]["z_max_err"]
     assert 0 <= i["y_in_range"] <= 1 and i["y_min"] <= i["y_max"]
 
 

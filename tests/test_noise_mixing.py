@@ -59,6 +59,15 @@ def test_mixing_removes_structure_and_spread():
     assert abs(np.corrcoef(z.ravel(), x.ravel())[0, 1]) < 0.02
 
 
+@pytest.mark.parametrize("scale", [1e-310, 1e300])
+def test_any_finite_scale_round_trips(scale):
+    x = np.random.default_rng(4).standard_normal(4096) * scale
+    z, rms = mix_noise(x, KEY, NONCE)
+    assert np.isfinite(z).all() and np.sqrt(np.mean(z ** 2)) == pytest.approx(1.0)
+    assert rms == pytest.approx(np.sqrt(np.mean((x / scale) ** 2)) * scale, rel=1e-9)
+    assert np.abs(unmix_noise(z, rms, KEY, NONCE) - x).max() <= 1e-12 * np.abs(x).max() + 1e-323
+
+
 def test_the_map_depends_on_key_and_nonce():
     x = _structured(np.random.default_rng(3), n_blocks=2)
     z, rms = mix_noise(x, KEY, NONCE)
@@ -80,8 +89,8 @@ def test_known_answer():
         h.update(sign.astype("<f8").tobytes())
     assert h.hexdigest() == "d76f08ca887c5fd2ca03da0dfa6dfd254d42d8692cf4f134a1a37473fa775c61"
     z, rms = mix_noise(np.arange(192, dtype=np.float64) / 192 - 0.5, KEY, NONCE)
-    assert rms == pytest.approx(0.2886829653028015, rel=1e-12)
-    assert z[:4] == pytest.approx([-0.5412512, -0.23426028, 1.4651839, -0.66740219], abs=1e-7)
+    assert rms == pytest.approx(0.2886829653028016, rel=1e-12)
+    assert z[:4] == pytest.approx([-0.60439717, -0.36083413, -0.11276067, 0.75549646], abs=1e-7)
 
 
 @pytest.mark.parametrize("bad, msg", [
@@ -90,6 +99,7 @@ def test_known_answer():
     (np.ones(0), "multiple of 64"),
     (np.full(64, np.nan), "non-finite"),
     (np.zeros(64), "all zeros"),
+    ([[1.0, 2.0], [3.0]], "array of numbers"),
 ])
 def test_bad_noise_is_refused(bad, msg):
     with pytest.raises(InputError, match=msg):
@@ -98,9 +108,13 @@ def test_bad_noise_is_refused(bad, msg):
 
 def test_bad_scale_key_and_nonce_are_refused():
     z, rms = mix_noise(np.ones(64), KEY, NONCE)
-    for scale in (0.0, -1.0, float("nan"), float("inf"), "1"):
+    for scale in (0.0, -1.0, float("nan"), float("inf"), "1", True, 10 ** 400, None):
         with pytest.raises(InputError, match="scale"):
             unmix_noise(z, scale, KEY, NONCE)
+    assert np.array_equal(unmix_noise(z, np.int64(2), KEY, NONCE), unmix_noise(z, 2.0, KEY, NONCE))
+    assert np.array_equal(unmix_noise(z, np.float32(2), KEY, NONCE), unmix_noise(z, 2, KEY, NONCE))
+    with pytest.raises(InputError, match="overflows"):
+        unmix_noise(np.full(64, 1e300), 1e300, KEY, NONCE)
     with pytest.raises(InputError, match="non-finite"):
         unmix_noise(np.full(64, np.inf), rms, KEY, NONCE)
     with pytest.raises(KeyFileError):
