@@ -19,7 +19,7 @@ import torch
 
 from rdec.runtime.errors import InputError
 from rdec.runtime.fileio import atomic_write, make_folder
-from rdec.runtime.keys import check_key, generate_key, new_nonce
+from rdec.runtime.keys import check_key, generate_key, new_nonce, one_bit_off
 from rdec.runtime.noise_mixing import mix_noise, unmix_noise
 
 from . import metrics as M
@@ -246,12 +246,11 @@ def run_eval_lossless(data, out, model=None, steps: int | None = None, refine: i
                     ref_stats["block_ks"] = float(np.mean([M.ks_normal(b) for b in
                                                             np.random.default_rng(1).standard_normal((64, 3, 64, 64))]))
                 if idx < GRID_IMAGES:  # key sensitivity: unmix with the key one bit off, then decrypt
-                    wrong = bytes([key[0] ^ 1]) + key[1:]
-                    xw = torch.from_numpy(unmix_noise(z, rms, wrong, nonce)).to(x_T)
-                    dw = merge_blocks(_to_255(decrypt_blocks(net, xw, c, cfg.ddim, S)), layout)
+                    xw = unmix_noise(z, rms, one_bit_off(key), nonce)
+                    dw = merge_blocks(_to_255(decrypt_blocks(net, torch.from_numpy(xw).to(x_T), c, cfg.ddim, S)),
+                                      layout)
                     rec["wrong_key"] = {"psnr": M.psnr(orig, dw), "ssim": M.ssim(orig, dw),
-                                        "corr_xT": float(np.corrcoef(xw.double().cpu().numpy().ravel(),
-                                                                     xt_blocks.ravel())[0, 1])}
+                                        "corr_xT": float(np.corrcoef(xw.ravel(), xt_blocks.ravel())[0, 1])}
                     grid_rows.append((f.stem, orig[::2, ::2], M.to_8bit_linear(xt)[::2, ::2],
                                       np.round(attack).astype(np.uint8)[::2, ::2], M.to_8bit_linear(zi)[::2, ::2],
                                       np.round(dw).astype(np.uint8)[::2, ::2],

@@ -70,6 +70,11 @@ def check_key(key: bytes) -> bytes:
     return bytes(key)
 
 
+def one_bit_off(key: bytes) -> bytes:
+    """The key with its lowest bit flipped: the key-sensitivity tests of the evaluations."""
+    return bytes([key[0] ^ 1]) + key[1:]
+
+
 def check_nonce(nonce: bytes) -> bytes:
     if not isinstance(nonce, (bytes, bytearray)) or len(nonce) != NONCE_BYTES:
         raise InputError(f"a nonce must be {NONCE_BYTES} bytes")

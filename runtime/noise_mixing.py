@@ -7,8 +7,9 @@ and the image. Mixing turns x_T into noise that carries neither: R rounds of an 
 transform on consecutive groups of 64 values, then a keyed permutation of all the image's values and keyed
 signs (so the last step is a keyed one), so every output value is a signed sum of up to 64^R values from
 all over the image (close to Gaussian by the central limit theorem wherever no few values dominate, as in
-x_T); then a scale to unit RMS, whose factor travels with the secret payload. The map is orthogonal up to that scale: Gaussian noise stays Gaussian (what N_i expects to
-sample from), errors keep their size when unmixed, and unmixing is its transpose, exact to float rounding.
+x_T); then a scale to unit RMS, whose factor travels with the secret payload. The map is orthogonal up to
+that scale: Gaussian noise stays Gaussian (what N_i expects to sample from), errors keep their size when
+unmixed, and unmixing is its transpose, exact to float rounding.
 Permutations and signs come from a ChaCha20 keystream under HKDF(key, nonce, purpose), so each image's
 map is fresh. numpy only (the device side).
 """

@@ -18,7 +18,7 @@ import numpy as np
 
 from rdec.runtime.errors import InputError, WrongKeyError
 from rdec.runtime.fileio import atomic_write, load_image, make_folder
-from rdec.runtime.keys import generate_key, new_nonce
+from rdec.runtime.keys import generate_key, new_nonce, one_bit_off
 
 from . import ecea, metrics
 from .stream import IMAGE_SUFFIXES
@@ -78,7 +78,7 @@ def evaluate_image(name: str, image: np.ndarray, key: bytes, quality: int, subsa
     files = [dict(image=name, scheme="C", block=0, bytes=len(c_jpeg), bpp=metrics.bpp(len(c_jpeg), h, w),
                   psnr_decrypted=metrics.psnr(image, c_img))]
     shown = {"original": image}
-    wrong_key = bytes([key[0] ^ 1]) + key[1:]
+    wrong_key = one_bit_off(key)
     for block in blocks:
         kw = dict(block=block, quality=quality, subsampling=subsampling)
         fixed = new_nonce()
