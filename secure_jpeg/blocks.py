@@ -16,7 +16,7 @@ import numba
 import numpy as np
 
 from rdec.runtime.errors import InputError
-from rdec.runtime.keys import KeyStream
+from rdec.runtime.keys import KeyStream, fisher_yates
 
 from .subblock import CHANNEL_ORDERS as _CHANNEL_ORDERS
 from .subblock import SUB, dihedral, transform_gray, transform_rgb
@@ -61,12 +61,16 @@ def check_image(image: np.ndarray) -> np.ndarray:
 
 
 def block_key(stream: KeyStream, n_blocks: int, color: bool) -> BlockKey:
-    """Draw every keyed choice from the keystream, in a fixed order."""
-    perm = stream.permutation(n_blocks)
-    dihedral = stream.below(np.full(n_blocks, 8))
-    negate = stream.below(np.full(n_blocks, 2))
-    order = stream.below(np.full(n_blocks, 6)) if color else np.zeros(n_blocks, dtype=np.int64)
-    return BlockKey(perm, dihedral, negate, order)
+    """Draw every keyed choice from the keystream, in a fixed order: the Fisher-Yates draws of the block
+    permutation (as `KeyStream.permutation`), then per block the map, the negation and the channel order.
+    One call draws them all, which gives the same values as drawing each in turn."""
+    n = n_blocks
+    bounds = np.concatenate([np.arange(n, 1, -1), np.repeat(np.array([8, 2, 6][:3 if color else 2]), n)])
+    draws = stream.below(bounds)
+    perm = fisher_yates(np.arange(n, dtype=np.int64), draws[:max(n - 1, 0)])
+    rest = draws[max(n - 1, 0):].reshape(3 if color else 2, n)
+    order = rest[2] if color else np.zeros(n, dtype=np.int64)
+    return BlockKey(perm, rest[0], rest[1], order)
 
 
 @numba.njit(cache=True, inline="always")
@@ -181,8 +185,9 @@ def scratch_buffer(name: str, shape: tuple) -> np.ndarray:
 
 
 def _run(image: np.ndarray, stream: KeyStream, block: int, height: int, width: int, inverse: bool,
-         scratch: bool = False) -> np.ndarray:
-    """Forward: true-size image -> padded scrambled grid; inverse: padded grid -> true-size image."""
+         reuse: bool = False) -> np.ndarray:
+    """Forward: true-size image -> padded scrambled grid; inverse: padded grid -> true-size image.
+    reuse: forward, into the per-thread output buffer; inverse, back into `image` if it is writable."""
     if block not in BLOCK_SIZES:
         raise InputError(f"block size must be one of {BLOCK_SIZES}, got {block}")
     gray = image.ndim == 2
@@ -193,16 +198,20 @@ def _run(image: np.ndarray, stream: KeyStream, block: int, height: int, width: i
     if inverse:
         dihedral, order = _INVERSE_MAP[dihedral], _INVERSE_ORDER[order]
     shape = ((height, width) if inverse else (hp, wp)) + (() if gray else (nch,))
-    out = scratch_buffer("blocks", shape) if scratch else np.empty(shape, dtype=np.uint8)
-    src = np.ascontiguousarray(image).reshape(-1)
+    src = np.ascontiguousarray(image)
     tiles = scratch_buffer("tiles", (hp * wp * nch,))
     maps = _sub_block_maps(block)
     if inverse:
-        _move(src, tiles, wp, block, key.perm, dihedral, order, key.negate, *maps, nch, False)
+        _move(src.reshape(-1), tiles, wp, block, key.perm, dihedral, order, key.negate, *maps, nch, False)
+        if reuse and src.flags.writeable:  # the whole padded grid back in place (no fresh frame to fault in)
+            _from_tiles(src.reshape(-1), tiles, hp, wp, wp, block, *maps, nch)
+            return np.ascontiguousarray(src[:height, :width])  # a view, unless the width was padded
+        out = np.empty(shape, dtype=np.uint8)
         _from_tiles(out.reshape(-1), tiles, height, width, wp, block, *maps, nch)
-    else:
-        _to_tiles(src, tiles, height, width, wp, block, *maps, nch)
-        _move(tiles, out.reshape(-1), wp, block, key.perm, dihedral, order, key.negate, *maps, nch, True)
+        return out
+    out = scratch_buffer("blocks", shape) if reuse else np.empty(shape, dtype=np.uint8)
+    _to_tiles(src.reshape(-1), tiles, height, width, wp, block, *maps, nch)
+    _move(tiles, out.reshape(-1), wp, block, key.perm, dihedral, order, key.negate, *maps, nch, True)
     return out
 
 
@@ -214,12 +223,14 @@ def encrypt_blocks(image: np.ndarray, stream: KeyStream, block: int, scratch: bo
     if block in BLOCK_SIZES and max(padded_size(*image.shape[:2], block)) > JPEG_MAX_SIDE:
         raise InputError(f"image {image.shape[1]}x{image.shape[0]} is too large for JPEG once padded to whole "
                          f"{max(block, MCU)}-pixel blocks (at most {JPEG_MAX_SIDE} pixels a side)")
-    return _run(image, stream, block, image.shape[0], image.shape[1], inverse=False, scratch=scratch)
+    return _run(image, stream, block, image.shape[0], image.shape[1], inverse=False, reuse=scratch)
 
 
-def decrypt_blocks(image: np.ndarray, stream: KeyStream, block: int, height: int, width: int) -> np.ndarray:
-    """Undo `encrypt_blocks` on a (decoded) padded image, giving the true-size image."""
+def decrypt_blocks(image: np.ndarray, stream: KeyStream, block: int, height: int, width: int,
+                   in_place: bool = False) -> np.ndarray:
+    """Undo `encrypt_blocks` on a (decoded) padded image, giving the true-size image. in_place=True lets it
+    overwrite `image` (a decoded grid the caller no longer needs) and return a view of it."""
     image = check_image(image)
     if image.shape[:2] != padded_size(height, width, block):
         raise InputError("encrypted image size does not match its recorded size")
-    return _run(image, stream, block, height, width, inverse=True)
+    return _run(image, stream, block, height, width, inverse=True, reuse=in_place)

@@ -32,22 +32,30 @@ class Runs:
 
 
 @numba.njit(cache=True)
-def _runs(comp, ivl, diff):
+def _runs(comp, ivl, diff, bpm):
     """Order blocks by component (stable), then split into maximal same-class runs; the draw bounds.
 
     Branch-free: the signs of DC differences are close to random and runs are short, so branches (or
     loops) on them would be mispredicted about every other block.
     """
     n = comp.size
-    ncomp = comp.max() + 1 if n else 0
-    counts = np.zeros(ncomp + 1, dtype=np.int64)
-    for i in range(n):
-        counts[comp[i] + 1] += 1
-    fill = np.cumsum(counts)[:-1].copy()
+    # Every MCU has the same bpm slots, in scan order (comp[:bpm]), so the component order puts block
+    # m * bpm + j at a place computed from its slot j (a counting sort chains every block through memory).
     order = np.empty(n, dtype=np.int64)
-    for i in range(n):
-        order[fill[comp[i]]] = i
-        fill[comp[i]] += 1
+    n_mcu = n // bpm
+    for j in range(bpm):
+        c = comp[j]
+        before = 0
+        for i in range(bpm):
+            before += comp[i] < c
+        rank = 0
+        for i in range(j):
+            rank += comp[i] == c
+        count = 0
+        for i in range(bpm):
+            count += comp[i] == c
+        for m in range(n_mcu):
+            order[before * n_mcu + m * count + rank] = m * bpm + j
     # A run starts where the component, the restart interval or the sign class changes.
     start = np.empty(n + 1, dtype=np.int64)
     run = np.empty(n, dtype=np.int64)
@@ -80,7 +88,7 @@ def _runs(comp, ivl, diff):
 def same_sign_runs(units: ScanUnits) -> Runs:
     """Maximal runs of DC differences of one sign class (< 0 or >= 0), per component and restart interval,
     with the Fisher-Yates draws they take."""
-    return Runs(*_runs(units.comp, units.interval, units.diff))
+    return Runs(*_runs(units.comp, units.interval, units.diff, units.blocks_per_mcu))
 
 
 @numba.njit(cache=True)

@@ -15,7 +15,7 @@ from rdec.runtime.errors import FormatError, InputError
 from rdec.runtime.keys import KeyStream, check_key, check_nonce, new_nonce
 
 from . import container
-from .blocks import BLOCK_SIZES, decrypt_blocks, encrypt_blocks, scratch_buffer
+from .blocks import BLOCK_SIZES, decrypt_blocks, encrypt_blocks
 from .dcperm import permute_dc
 from .markers import parse, restore_metadata, strip_metadata
 
@@ -52,19 +52,16 @@ def jpeg_encode(image: np.ndarray, quality: int = DEFAULT_QUALITY, subsampling: 
                                   colorsubsampling="Gray" if gray else str(subsampling), fastdct=False)
 
 
-def jpeg_decode(data: bytes, scratch: bool = False) -> np.ndarray:
+def jpeg_decode(data: bytes) -> np.ndarray:
     """Decode a JPEG to uint8 HxW or HxWx3 as libjpeg-turbo does by default (accurate IDCT, smooth chroma
     upsampling), through simplejpeg, so the pixels are those a plain Pillow decode gives;
     FormatError if it cannot be decoded. What TurboJPEG cannot take (CMYK, unusual sampling factors, damaged
-    data) goes through Pillow, which decodes it or gives the error. scratch=True decodes into a per-thread
-    buffer that the next such call overwrites (for a caller that consumes the pixels at once)."""
+    data) goes through Pillow, which decodes it or gives the error."""
     try:
-        height, width, space, _ = simplejpeg.decode_jpeg_header(data)
+        space = simplejpeg.decode_jpeg_header(data)[2]
         if space in ("Gray", "YCbCr"):
-            size = height * width * (1 if space == "Gray" else 3)
             out = simplejpeg.decode_jpeg(data, colorspace="GRAY" if space == "Gray" else "RGB",
-                                         fastdct=False, fastupsample=False,
-                                         buffer=scratch_buffer("decoded", (size,)) if scratch else None)
+                                         fastdct=False, fastupsample=False)
             return out.reshape(out.shape[:2]) if space == "Gray" else out
     except ValueError:
         pass
@@ -104,13 +101,13 @@ def decrypt_to_jpeg(data: bytes, key: bytes, verify: bool = True) -> tuple[conta
 def decrypt(data: bytes, key: bytes, verify: bool = True) -> np.ndarray:
     """Decrypt an ECE JPEG (from `encrypt` or `encrypt_jpeg`) to the image (uint8 HxW or HxWx3)."""
     header, ec = decrypt_to_jpeg(data, key, verify=verify)
-    pixels = jpeg_decode(ec, scratch=header.stage1)
+    pixels = jpeg_decode(ec)
     if not header.stage1:
         return pixels
     if (pixels.ndim == 2) != (header.channels == 1):
         raise FormatError("decoded image does not match the recorded channel count")
     return decrypt_blocks(pixels, KeyStream(key, header.nonce, "ecea/stage1"), header.block,
-                          header.height, header.width)
+                          header.height, header.width, in_place=True)
 
 
 def encrypt_jpeg(jpeg: bytes, key: bytes, nonce: bytes | None = None) -> bytes:

@@ -390,6 +390,7 @@ class ScanUnits:
     diff: np.ndarray  # DC difference of each block
     comp: np.ndarray  # frame component index of each block
     interval: np.ndarray  # restart interval of each block
+    blocks_per_mcu: int  # every MCU has these block slots, in the same order
 
 
 def _stack(tables: dict, size: int, dtype=np.int32) -> np.ndarray:
@@ -428,7 +429,7 @@ def analyze_scan(jpeg: JpegFile, scan: Scan) -> ScanUnits:
     if status:
         raise FormatError(f"corrupted JPEG: {_ERRORS[status]} (block {k})")
     return ScanUnits(seg, data, ivl_end[:n_ivl], raw_start[:n_ivl], raw_end[:n_ivl], n_ivl,
-                     pos, length, diff, comp, ivl)
+                     pos, length, diff, comp, ivl, layout.slot_comp.size)
 
 
 def rewrite_scan(units: ScanUnits, src: np.ndarray) -> bytes:

@@ -49,6 +49,27 @@ def test_draws_are_in_range_and_reproducible():
     assert (s1.below(big) == np.concatenate([s2.below(big[:700]), s2.below(big[700:])])).all()
 
 
+def test_draws_equal_plain_rejection_sampling():
+    """The fast path (no division unless a word is in the top b) gives exactly the textbook draws."""
+    rng = np.random.default_rng(5)
+    bounds = np.concatenate([rng.integers(1, 2**32 + 1, 300), [1, 2, 2**32, 2**32 - 1, 3 * 2**30], np.arange(600, 1, -1)])
+    stream = keys.KeyStream(bytes(32), bytes(16), "plain")
+    words = iter(keys.KeyStream(bytes(32), bytes(16), "plain").words(50000).tolist())
+    expected = []
+    for b in bounds.tolist():
+        w = next(words)
+        while w >= (2**32 // b) * b:
+            w = next(words)
+        expected.append(w % b)
+    assert stream.below(bounds).tolist() == expected
+
+
+@pytest.mark.parametrize("bad", [[0], [5, -1], [2**32 + 1]])
+def test_draw_bounds_out_of_range_are_refused(bad):
+    with pytest.raises(ValueError):
+        keys.KeyStream(bytes(32), bytes(16), "t").below(np.array(bad))
+
+
 def test_permutation_is_uniform():
     """Chi-square over all 24 permutations of 4 elements (p > 1e-6 for a fair shuffle)."""
     stream = keys.KeyStream(os.urandom(32), os.urandom(16), "perm")
