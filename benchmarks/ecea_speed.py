@@ -82,45 +82,73 @@ def traced_peak(fn):
     return box["result"], box["peak"]
 
 
+def chain(steps: list, before, repeats: int) -> dict:
+    """Median time of each step when the steps run one after another, each round after `before` (a plain
+    Pillow encode or decode of the frame, so caches hold what they hold in the totals' rounds); each step
+    takes the previous one's result."""
+    times = {name: [] for name, _ in steps}
+    for _ in range(repeats):
+        before()
+        value = None
+        for name, fn in steps:
+            t = time.perf_counter()
+            value = fn(value)
+            times[name].append(time.perf_counter() - t)
+    return {k: statistics.median(v) for k, v in times.items()}
+
+
 def breakdown(img: np.ndarray, key: bytes, repeats: int, baseline: dict) -> None:
-    """Where the time goes, stage by stage (medians, interleaved like the totals), and the floor of this
-    design: the JPEG encode plus the Huffman decode and re-emission that stage 2 cannot skip, against the
-    Pillow baselines of the totals' rounds."""
+    """Where the time goes: encrypt's and decrypt's steps timed in the chain as they run (medians), the
+    parts of stage 1 and stage 2 on their own (interleaved), and the floor of this design: the JPEG codec
+    plus the Huffman decode and re-emission that stage 2 cannot skip, against the totals' Pillow baselines."""
     from rdec.runtime.keys import KeyStream
     from rdec.secure_jpeg import blocks, container, markers
     from rdec.secure_jpeg.dcperm import permute_dc
     from rdec.secure_jpeg.entropy import analyze_scan, rewrite_scan
 
+    h, w = img.shape[:2]
     nonce = os.urandom(16)
-    scrambled = blocks.encrypt_blocks(img, KeyStream(key, nonce, "ecea/stage1"), 16)
-    ec = ecea.jpeg_encode(scrambled)
-    ece = permute_dc(ec, key, nonce)
-    header = container.Header(container.FLAG_STAGE1, 16, 3, img.shape[0], img.shape[1], nonce)
-    sealed = container.seal(ece, header, key)
-    decoded = ecea.jpeg_decode(ec)
+    header = container.Header(container.FLAG_STAGE1, 16, 3, h, w, nonce)
+    enc = chain([
+        ("stage 1 (pixel blocks)", lambda _: blocks.encrypt_blocks(img, KeyStream(key, nonce, "ecea/stage1"), 16,
+                                                                   scratch=True)),
+        ("encode of the scrambled frame", lambda x: ecea.jpeg_encode(x)),
+        ("stage 2 (DC permutation)", lambda ec: permute_dc(ec, key, nonce)),
+        ("header + HMAC", lambda ece: container.seal(ece, header, key)),
+    ], lambda: pillow_encode(img), repeats)
+    sealed = ecea.encrypt(img, key, nonce=nonce)
+    dec = chain([
+        ("verify header + HMAC", lambda _: container.open_sealed(sealed, key)[1]),
+        ("stage 2 inverse", lambda ece: permute_dc(ece, key, nonce, inverse=True)),
+        ("decode of the EC file", lambda ec: ecea.jpeg_decode(ec)),
+        ("stage 1 inverse", lambda x: blocks.decrypt_blocks(x, KeyStream(key, nonce, "ecea/stage1"), 16, h, w,
+                                                            in_place=True)),
+    ], lambda: pillow_decode(pillow_encode(img)), repeats)
+    ec = ecea.jpeg_encode(blocks.encrypt_blocks(img, KeyStream(key, nonce, "ecea/stage1"), 16))
     parsed = markers.parse(ec)
     units = analyze_scan(parsed, parsed.scans[0])
     identity = np.arange(units.length.size)
-    med = interleaved({
-        "stage 1 (pixel blocks)": lambda: blocks.encrypt_blocks(img, KeyStream(key, nonce, "ecea/stage1"), 16,
-                                                                scratch=True),
-        "encode of the scrambled frame": lambda: ecea.jpeg_encode(scrambled),
-        "stage 2 (DC permutation)": lambda: permute_dc(ec, key, nonce),
-        "  of which: marker parse": lambda: markers.parse(ec),
-        "  of which: Huffman decode of the scan": lambda: analyze_scan(parsed, parsed.scans[0]),
-        "  of which: scan re-emission": lambda: rewrite_scan(units, identity),
-        "header + HMAC": lambda: container.seal(ece, header, key),
-        "verify header + HMAC": lambda: container.open_sealed(sealed, key),
-        "stage 2 inverse": lambda: permute_dc(ece, key, nonce, inverse=True),
-        "decode of the EC file": lambda: ecea.jpeg_decode(ec),
-        "stage 1 inverse": lambda: blocks.decrypt_blocks(decoded, KeyStream(key, nonce, "ecea/stage1"), 16,
-                                                         img.shape[0], img.shape[1]),
+    bkey = blocks.block_key(KeyStream(key, nonce, "ecea/stage1"), (h + 15) // 16 * ((w + 15) // 16), True)
+    hp, wp = blocks.padded_size(h, w, 16)
+    maps = blocks._sub_block_maps(16)
+    tiles, grid = np.empty(hp * wp * 3, np.uint8), np.empty(hp * wp * 3, np.uint8)
+    src = img.reshape(-1)
+    parts = interleaved({
+        "stage 1: keyed draws": lambda: blocks.block_key(KeyStream(key, nonce, "ecea/stage1"), bkey.perm.size, True),
+        "stage 1: frame -> tiles": lambda: blocks._to_tiles(src, tiles, h, w, wp, 16, *maps, 3),
+        "stage 1: keyed moves tiles -> grid": lambda: blocks._move(tiles, grid, wp, 16, bkey.perm, bkey.dihedral,
+                                                                   bkey.order, bkey.negate, *maps, 3, True),
+        "stage 2: marker parse": lambda: markers.parse(ec),
+        "stage 2: Huffman decode of the scan": lambda: analyze_scan(parsed, parsed.scans[0]),
+        "stage 2: scan re-emission": lambda: rewrite_scan(units, identity),
     }, repeats)
-    for name, t in med.items():
-        print(f"    {name:38s} {t * 1e3:6.2f} ms")
-    scan = med["  of which: Huffman decode of the scan"] + med["  of which: scan re-emission"]
-    for what, codec in (("encode", "encode of the scrambled frame"), ("decode", "decode of the EC file")):
-        floor, base = med[codec] + scan, baseline[f"pillow_{what}"]
+    for title, med in (("encrypt, in the chain", enc), ("decrypt, in the chain", dec), ("parts, on their own", parts)):
+        print(f"    {title}:")
+        for name, t in med.items():
+            print(f"      {name:38s} {t * 1e3:6.2f} ms")
+    scan = parts["stage 2: Huffman decode of the scan"] + parts["stage 2: scan re-emission"]
+    for what, codec in (("encode", enc["encode of the scrambled frame"]), ("decode", dec["decode of the EC file"])):
+        floor, base = codec + scan, baseline[f"pillow_{what}"]
         print(f"  floor of the design, {what}: libjpeg-turbo {what} + Huffman decode + re-emission (stage 1 and "
               f"the rest free) {floor * 1e3:.2f} ms = {floor / base:.2f}x a plain Pillow {what} ({base * 1e3:.2f} ms)")
 

@@ -86,7 +86,7 @@ def subkey(key: bytes, nonce: bytes, purpose: str, length: int = 32) -> bytes:
     return HKDF(algorithm=hashes.SHA256(), length=length, salt=nonce, info=purpose.encode()).derive(key)
 
 
-def hmac_sha256(key: bytes, *parts: bytes) -> bytes:
+def hmac_sha256(key: bytes, *parts: bytes | memoryview) -> bytes:
     mac = hmac.new(key, digestmod="sha256")
     for p in parts:
         mac.update(p)

@@ -110,10 +110,9 @@ def seal(jpeg: bytes, header: Header, key: bytes) -> bytes:
     segment = b"\xff" + bytes([MARKER]) + struct.pack(">H", _BODY + 2) + body
     at = _insert_at(jpeg)
     meta = _meta_segments(header.metadata, key, header.nonce)
-    unsigned = jpeg[:at] + segment + bytes(TAG_BYTES) + meta + jpeg[at:]
-    tag = hmac_sha256(subkey(key, header.nonce, "ecea/mac"), unsigned)
-    tag_at = at + SEGMENT_BYTES - TAG_BYTES
-    return unsigned[:tag_at] + tag + unsigned[tag_at + TAG_BYTES:]
+    view = memoryview(jpeg)  # the tag is computed over the pieces, so the image is copied only once
+    tag = hmac_sha256(subkey(key, header.nonce, "ecea/mac"), view[:at], segment, bytes(TAG_BYTES), meta, view[at:])
+    return b"".join((view[:at], segment, tag, meta, view[at:]))
 
 
 def find(data: bytes) -> int:
@@ -158,8 +157,10 @@ def open_sealed(data: bytes, key: bytes, verify: bool = True) -> tuple[Header, b
         if not tags_equal(data[check_at: check_at + CHECK_BYTES], _check_value(key, header.nonce)):
             raise WrongKeyError("wrong key: this file was encrypted with a different key")
         tag_at = check_at + CHECK_BYTES
-        unsigned = data[:tag_at] + bytes(TAG_BYTES) + data[tag_at + TAG_BYTES:]
-        if not tags_equal(data[tag_at: tag_at + TAG_BYTES], hmac_sha256(subkey(key, header.nonce, "ecea/mac"), unsigned)):
+        view = memoryview(data)
+        mac = hmac_sha256(subkey(key, header.nonce, "ecea/mac"), view[:tag_at], bytes(TAG_BYTES),
+                          view[tag_at + TAG_BYTES:])
+        if not tags_equal(data[tag_at: tag_at + TAG_BYTES], mac):
             raise IntegrityError("authentication failed: the file was modified or truncated after encryption")
     data = data[:at] + data[at + SEGMENT_BYTES:]
     if header.flags & FLAG_METADATA:
