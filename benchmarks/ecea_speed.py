@@ -102,7 +102,7 @@ def breakdown(img: np.ndarray, key: bytes, repeats: int, baseline: dict) -> None
     parts of stage 1 and stage 2 on their own (interleaved), and the floor of this design: the JPEG codec
     plus the Huffman decode and re-emission that stage 2 cannot skip, against the totals' Pillow baselines."""
     from rdec.runtime.keys import KeyStream
-    from rdec.secure_jpeg import blocks, container, markers
+    from rdec.secure_jpeg import block_simd, blocks, container, markers
     from rdec.secure_jpeg.dcperm import permute_dc
     from rdec.secure_jpeg.entropy import analyze_scan, rewrite_scan
 
@@ -130,13 +130,13 @@ def breakdown(img: np.ndarray, key: bytes, repeats: int, baseline: dict) -> None
     identity = np.arange(units.length.size)
     bkey = blocks.block_key(KeyStream(key, nonce, "ecea/stage1"), (h + 15) // 16 * ((w + 15) // 16), True)
     hp, wp = blocks.padded_size(h, w, 16)
-    maps = blocks._sub_block_maps(16)
+    maps = block_simd.sub_block_maps(16)
     tiles, grid = np.empty(hp * wp * 3, np.uint8), np.empty(hp * wp * 3, np.uint8)
     src = img.reshape(-1)
     parts = interleaved({
         "stage 1: keyed draws": lambda: blocks.block_key(KeyStream(key, nonce, "ecea/stage1"), bkey.perm.size, True),
-        "stage 1: frame -> tiles": lambda: blocks._to_tiles(src, tiles, h, w, wp, 16, *maps, 3),
-        "stage 1: keyed moves tiles -> grid": lambda: blocks._move(tiles, grid, wp, 16, bkey.perm, bkey.dihedral,
+        "stage 1: frame -> tiles": lambda: block_simd.to_tiles(src, tiles, h, w, wp, 16, *maps, 3),
+        "stage 1: keyed moves tiles -> grid": lambda: block_simd.move(tiles, grid, wp, 16, bkey.perm, bkey.dihedral,
                                                                    bkey.order, bkey.negate, *maps, 3, True),
         "stage 2: marker parse": lambda: markers.parse(ec),
         "stage 2: Huffman decode of the scan": lambda: analyze_scan(parsed, parsed.scans[0]),

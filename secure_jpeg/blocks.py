@@ -4,22 +4,21 @@ The image is padded (edge replication) to a multiple of max(B, 16) so blocks and
 into BxB blocks, and each output block is a keyed source block after a keyed rotation/flip (one of 8),
 an optional negative-positive transform (p -> 255 - p), and a keyed shuffle of whole pixels' colour
 channels (one of 6 orders; all three channels move together, which keeps JPEG efficiency). Encryption
-and decryption are the same kernels run in the two directions, so they cannot drift apart.
+and decryption are the same kernels (block_simd.py) run in the two directions, so they cannot drift apart:
+the frame is copied into contiguous block tiles, and the keyed moves go between tiles and the padded grid.
 """
 from __future__ import annotations
 
-import functools
 import threading
 from dataclasses import dataclass
 
-import numba
 import numpy as np
 
 from rdec.runtime.errors import InputError
 from rdec.runtime.keys import KeyStream, fisher_yates
 
-from .subblock import CHANNEL_ORDERS as _CHANNEL_ORDERS
-from .subblock import SUB, dihedral, transform_gray, transform_rgb
+from .block_simd import CHANNEL_ORDERS as _CHANNEL_ORDERS
+from .block_simd import dihedral, from_tiles, move, sub_block_maps, to_tiles
 
 BLOCK_SIZES = (8, 16, 32)
 MCU = 16
@@ -73,93 +72,6 @@ def block_key(stream: KeyStream, n_blocks: int, color: bool) -> BlockKey:
     return BlockKey(perm, rest[0], rest[1], order)
 
 
-@numba.njit(cache=True, inline="always")
-def _sub_blocks(src, s0, s_stride, dst, d0, d_stride, ns, d, case, m, sub_row, sub_col, nch):
-    """One block of ns x ns sub-blocks: output sub-block (Y, X) is the keyed transform of source sub-block
-    (sub_row[d, Y, X], sub_col[d, Y, X]), the block-level map being the same dihedral map on the sub-block grid."""
-    for sy in range(ns):
-        for sx in range(ns):
-            s = s0 + sub_row[d, sy, sx] * SUB * s_stride + sub_col[d, sy, sx] * SUB * nch
-            t = d0 + sy * SUB * d_stride + sx * SUB * nch
-            if nch == 3:
-                transform_rgb(src, s, s_stride, dst, t, d_stride, case, m)
-            else:
-                transform_gray(src, s, s_stride, dst, t, d_stride, case, m)
-
-
-def _tiles_kernel(to_tiles: bool):
-    """Compile the copy between the true-size image (h x w) and block-major tiles of the padded grid (tile
-    j holds image block j, contiguous). Whole blocks move as untransformed sub-blocks (the identity, case 0);
-    blocks that cross the true size are read with edge replication (that is the padding) or written cropped.
-    The direction is a compile-time constant, so the source may be read-only (e.g. a caller's image)."""
-
-    @numba.njit(cache=True)
-    def kernel(img, tiles, h, w, wp, bs, sub_row, sub_col, nch):
-        bx = wp // bs
-        ns = bs // SUB
-        img_stride, blk_stride = w * nch, bs * nch
-        tile = bs * blk_stride
-        for j in range(tiles.size // tile):
-            iy, ix = (j // bx) * bs, (j % bx) * bs
-            img0 = (iy * w + ix) * nch
-            if iy + bs <= h and ix + bs <= w:
-                if to_tiles:
-                    _sub_blocks(img, img0, img_stride, tiles, j * tile, blk_stride, ns, 0, 0, 0, sub_row, sub_col, nch)
-                else:
-                    _sub_blocks(tiles, j * tile, blk_stride, img, img0, img_stride, ns, 0, 0, 0, sub_row, sub_col, nch)
-            elif to_tiles:
-                for y in range(bs):
-                    r = min(iy + y, h - 1) * w
-                    for x in range(bs):
-                        q = (r + min(ix + x, w - 1)) * nch
-                        for c in range(nch):
-                            tiles[j * tile + (y * bs + x) * nch + c] = img[q + c]
-            elif iy < h:
-                n = min(bs, w - ix) * nch
-                for y in range(min(bs, h - iy)):
-                    img[img0 + y * img_stride: img0 + y * img_stride + n] = tiles[j * tile + y * blk_stride:
-                                                                                  j * tile + y * blk_stride + n]
-
-    return kernel
-
-
-@numba.njit(cache=True)
-def _move(src, dst, wp, bs, perm, dihedral, order, negate, sub_row, sub_col, nch, to_grid):
-    """The keyed block moves, one kernel for both directions, with T_k = (dihedral[k], order[k], negate[k])
-    (the caller passes inverse maps and orders for decryption): to_grid, grid block k of dst = T_k(tile
-    perm[k] of src); else tile perm[k] of dst = T_k(grid block k of src).
-
-    Tiles are contiguous, so the keyed (random) block order costs one short contiguous read or write per
-    block, on one memory page, while the grid is walked in order; moving blocks straight between the image
-    and the grid, 16 pages a block, was 10 % slower end to end.
-    """
-    bx = wp // bs
-    ns = bs // SUB
-    grid_stride, blk_stride = wp * nch, bs * nch
-    tile = bs * blk_stride
-    for k in range(perm.size):
-        grid0 = ((k // bx) * bs * wp + (k % bx) * bs) * nch
-        d = dihedral[k]
-        case = d * 6 + order[k]
-        m = np.uint8(255) if negate[k] else np.uint8(0)
-        if to_grid:
-            _sub_blocks(src, perm[k] * tile, blk_stride, dst, grid0, grid_stride, ns, d, case, m, sub_row, sub_col, nch)
-        else:
-            _sub_blocks(src, grid0, grid_stride, dst, perm[k] * tile, blk_stride, ns, d, case, m, sub_row, sub_col, nch)
-
-
-@functools.lru_cache(maxsize=None)
-def _sub_block_maps(bs: int) -> tuple[np.ndarray, np.ndarray]:
-    """Per dihedral map d, the source sub-block (row, column) of output sub-block (Y, X) in a block."""
-    ns = bs // SUB
-    y, x = np.mgrid[0:ns, 0:ns]
-    rows, cols = np.empty((8, ns, ns), dtype=np.int64), np.empty((8, ns, ns), dtype=np.int64)
-    for d in range(8):
-        a0, ay, ax, b0, by, bx = dihedral(d, ns - 1)
-        rows[d], cols[d] = a0 + ay * y + ax * x, b0 + by * y + bx * x
-    return rows, cols
-
-
 def _inverse_maps() -> list[int]:
     """The index of each dihedral map's inverse, found by composing the maps on a 2x2 block."""
     def apply(d, yx):
@@ -170,7 +82,6 @@ def _inverse_maps() -> list[int]:
 
 
 _INVERSE_MAP = np.array(_inverse_maps(), dtype=np.int64)
-_to_tiles, _from_tiles = _tiles_kernel(True), _tiles_kernel(False)
 _scratch = threading.local()
 
 
@@ -200,18 +111,18 @@ def _run(image: np.ndarray, stream: KeyStream, block: int, height: int, width: i
     shape = ((height, width) if inverse else (hp, wp)) + (() if gray else (nch,))
     src = np.ascontiguousarray(image)
     tiles = scratch_buffer("tiles", (hp * wp * nch,))
-    maps = _sub_block_maps(block)
+    maps = sub_block_maps(block)
     if inverse:
-        _move(src.reshape(-1), tiles, wp, block, key.perm, dihedral, order, key.negate, *maps, nch, False)
+        move(src.reshape(-1), tiles, wp, block, key.perm, dihedral, order, key.negate, *maps, nch, False)
         if reuse and src.flags.writeable:  # the whole padded grid back in place (no fresh frame to fault in)
-            _from_tiles(src.reshape(-1), tiles, hp, wp, wp, block, *maps, nch)
+            from_tiles(src.reshape(-1), tiles, hp, wp, wp, block, *maps, nch)
             return np.ascontiguousarray(src[:height, :width])  # a view, unless the width was padded
         out = np.empty(shape, dtype=np.uint8)
-        _from_tiles(out.reshape(-1), tiles, height, width, wp, block, *maps, nch)
+        from_tiles(out.reshape(-1), tiles, height, width, wp, block, *maps, nch)
         return out
     out = scratch_buffer("blocks", shape) if reuse else np.empty(shape, dtype=np.uint8)
-    _to_tiles(src.reshape(-1), tiles, height, width, wp, block, *maps, nch)
-    _move(tiles, out.reshape(-1), wp, block, key.perm, dihedral, order, key.negate, *maps, nch, True)
+    to_tiles(src.reshape(-1), tiles, height, width, wp, block, *maps, nch)
+    move(tiles, out.reshape(-1), wp, block, key.perm, dihedral, order, key.negate, *maps, nch, True)
     return out
 
 

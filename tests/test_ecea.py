@@ -78,6 +78,17 @@ def test_stage1_is_exactly_invertible_without_jpeg(photo, key):
             dec = decrypt_blocks(enc, KeyStream(key, bytes(16), "s"), block, *img.shape[:2])
             assert (dec == img).all()
             assert not (enc[: img.shape[0], : img.shape[1]] == img).all()
+            # in place: the same pixels, contiguous, in the caller's buffer when its width needs no padding
+            grid = enc.copy()
+            inplace = decrypt_blocks(grid, KeyStream(key, bytes(16), "s"), block, *img.shape[:2], in_place=True)
+            assert (inplace == img).all() and inplace.flags.c_contiguous
+            assert np.shares_memory(inplace, grid) == (grid.shape[1] == img.shape[1])
+            # a read-only grid is left alone
+            frozen = enc.copy()
+            frozen.flags.writeable = False
+            assert (decrypt_blocks(frozen, KeyStream(key, bytes(16), "s"), block, *img.shape[:2],
+                                   in_place=True) == img).all()
+            assert (frozen == enc).all()
 
 
 @pytest.mark.parametrize("restart", [1, 3, 7])

@@ -3,17 +3,17 @@ import numba
 import numpy as np
 import pytest
 
-from rdec.secure_jpeg import subblock
+from rdec.secure_jpeg import block_simd
 
 
 @numba.njit
 def _apply_rgb(src, s0, s_stride, dst, d0, d_stride, case, m):
-    subblock.transform_rgb(src, s0, s_stride, dst, d0, d_stride, case, m)
+    block_simd.transform_rgb(src, s0, s_stride, dst, d0, d_stride, case, m)
 
 
 @numba.njit
 def _apply_gray(src, s0, s_stride, dst, d0, d_stride, case, m):
-    subblock.transform_gray(src, s0, s_stride, dst, d0, d_stride, case, m)
+    block_simd.transform_gray(src, s0, s_stride, dst, d0, d_stride, case, m)
 
 
 @pytest.mark.parametrize("nch", [3, 1])
@@ -29,13 +29,13 @@ def test_every_case_matches_numpy_and_writes_only_its_block(nch):
                 out = np.zeros(out_shape, dtype=np.uint8)
                 apply(img.reshape(-1), (3 * 30 + 5) * nch, 30 * nch, out.reshape(-1), (2 * 13 + 3) * nch, 13 * nch,
                       d * 6 + o, np.uint8(m))
-                assert np.array_equal(out[2:10, 3:11], subblock.reference(img[3:11, 5:13], d, o, m)), (d, o, m)
+                assert np.array_equal(out[2:10, 3:11], block_simd.reference(img[3:11, 5:13], d, o, m)), (d, o, m)
                 out[2:10, 3:11] = 0
                 assert not out.any()  # nothing written outside the 8x8 block
 
 
 def test_reference_maps_are_the_eight_dihedral_symmetries():
     block = np.arange(64, dtype=np.uint8).reshape(8, 8)
-    images = {subblock.reference(block, d, 0, 0).tobytes() for d in range(8)}
+    images = {block_simd.reference(block, d, 0, 0).tobytes() for d in range(8)}
     expected = {np.rot90(f, r).tobytes() for f in (block, block[:, ::-1]) for r in range(4)}
     assert images == expected
