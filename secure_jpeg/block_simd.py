@@ -98,7 +98,12 @@ def _make(nch: int):
     @intrinsic
     def transform(typingctx, src, src_off, src_stride, dst, dst_off, dst_stride, case, m):
         """dst sub-block (at byte dst_off, rows dst_stride bytes apart) = case (d * 6 + o) applied to the
-        src sub-block, every byte XOR m. Offsets must keep all 8 rows inside both arrays (the caller checks)."""
+        src sub-block, every byte XOR m. Only flat contiguous uint8 arrays type-check; the loads and stores
+        are unchecked, so the caller keeps all 8 rows inside both arrays (blocks._run sizes every buffer).
+        An unknown case traps (it cannot be drawn: that would be a bug, not a wrong pixel)."""
+        for a in (src, dst):
+            if not (isinstance(a, types.Array) and a.dtype == types.uint8 and a.ndim == 1 and a.layout == "C"):
+                return None
         sig = types.void(src, types.int64, types.int64, dst, types.int64, types.int64, types.int64, types.uint8)
 
         def codegen(context, builder, signature, args):
@@ -107,8 +112,13 @@ def _make(nch: int):
             dp = context.make_array(signature.args[3])(context, builder, a_dst).data
             sp, dp = builder.gep(sp, [s_off]), builder.gep(dp, [d_off])
             fn = builder.function
-            end = fn.append_basic_block("sub_end")
-            sw = builder.switch(k, end)
+            end, bad = fn.append_basic_block("sub_end"), fn.append_basic_block("sub_bad")
+            sw = builder.switch(k, bad)
+            builder.position_at_end(bad)
+            trap = builder.module.globals.get("llvm.trap") or ir.Function(
+                builder.module, ir.FunctionType(ir.VoidType(), []), "llvm.trap")
+            builder.call(trap, [])
+            builder.unreachable()
             for d in range(8):
                 for o in range(6 if nch == 3 else 1):
                     bb = fn.append_basic_block(f"sub_{d}_{o}")
@@ -169,7 +179,7 @@ def _tiles_kernel(to_tiles: bool):
                         q = (r + min(ix + x, w - 1)) * nch
                         for c in range(nch):
                             tiles[j * tile + (y * bs + x) * nch + c] = img[q + c]
-            elif iy < h:
+            elif iy < h and ix < w:
                 n = min(bs, w - ix) * nch
                 for y in range(min(bs, h - iy)):
                     img[img0 + y * img_stride: img0 + y * img_stride + n] = tiles[j * tile + y * blk_stride:

@@ -95,6 +95,11 @@ def scratch_buffer(name: str, shape: tuple) -> np.ndarray:
     return buf
 
 
+def _in_scratch(a: np.ndarray) -> bool:
+    """Whether `a` lies in one of this thread's scratch buffers (which the next call overwrites)."""
+    return any(np.may_share_memory(a, b) for b in vars(_scratch).values())
+
+
 def _run(image: np.ndarray, stream: KeyStream, block: int, height: int, width: int, inverse: bool,
          reuse: bool = False) -> np.ndarray:
     """Forward: true-size image -> padded scrambled grid; inverse: padded grid -> true-size image.
@@ -114,7 +119,7 @@ def _run(image: np.ndarray, stream: KeyStream, block: int, height: int, width: i
     maps = sub_block_maps(block)
     if inverse:
         move(src.reshape(-1), tiles, wp, block, key.perm, dihedral, order, key.negate, *maps, nch, False)
-        if reuse and src.flags.writeable:  # the whole padded grid back in place (no fresh frame to fault in)
+        if reuse and src.flags.writeable and not _in_scratch(src):  # back in place: no fresh frame to fault in
             from_tiles(src.reshape(-1), tiles, hp, wp, wp, block, *maps, nch)
             return np.ascontiguousarray(src[:height, :width])  # a view, unless the width was padded
         out = np.empty(shape, dtype=np.uint8)
@@ -140,7 +145,8 @@ def encrypt_blocks(image: np.ndarray, stream: KeyStream, block: int, scratch: bo
 def decrypt_blocks(image: np.ndarray, stream: KeyStream, block: int, height: int, width: int,
                    in_place: bool = False) -> np.ndarray:
     """Undo `encrypt_blocks` on a (decoded) padded image, giving the true-size image. in_place=True lets it
-    overwrite `image` (a decoded grid the caller no longer needs) and return a view of it."""
+    overwrite `image` (a decoded grid the caller no longer needs; not if it is read-only or one of the
+    scratch buffers) and return a view of its first rows (a contiguous copy when the width was padded)."""
     image = check_image(image)
     if image.shape[:2] != padded_size(height, width, block):
         raise InputError("encrypted image size does not match its recorded size")

@@ -88,6 +88,8 @@ def _runs(comp, ivl, diff, bpm):
 def same_sign_runs(units: ScanUnits) -> Runs:
     """Maximal runs of DC differences of one sign class (< 0 or >= 0), per component and restart interval,
     with the Fisher-Yates draws they take."""
+    if units.comp.size % units.blocks_per_mcu:
+        raise ValueError("internal error: a scan's blocks are not whole MCUs")
     return Runs(*_runs(units.comp, units.interval, units.diff, units.blocks_per_mcu))
 
 

@@ -39,3 +39,11 @@ def test_reference_maps_are_the_eight_dihedral_symmetries():
     images = {block_simd.reference(block, d, 0, 0).tobytes() for d in range(8)}
     expected = {np.rot90(f, r).tobytes() for f in (block, block[:, ::-1]) for r in range(4)}
     assert images == expected
+
+
+def test_only_flat_contiguous_uint8_arrays_type_check():
+    good = np.zeros(8 * 24, dtype=np.uint8)
+    for bad in (np.zeros(8 * 24, dtype=np.int64), np.zeros(2 * 8 * 24, dtype=np.uint8)[::2],
+                np.zeros((8, 24), dtype=np.uint8)):
+        with pytest.raises(numba.core.errors.TypingError):
+            _apply_rgb(bad, 0, 24, good, 0, 24, 0, np.uint8(0))
