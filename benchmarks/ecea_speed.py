@@ -82,73 +82,91 @@ def traced_peak(fn):
     return box["result"], box["peak"]
 
 
-def chain(steps: list, before, repeats: int) -> dict:
-    """Median time of each step when the steps run one after another, each round after `before` (a plain
-    Pillow encode or decode of the frame, so caches hold what they hold in the totals' rounds); each step
-    takes the previous one's result."""
-    times = {name: [] for name, _ in steps}
-    for _ in range(repeats):
-        before()
-        value = None
-        for name, fn in steps:
-            t = time.perf_counter()
-            value = fn(value)
-            times[name].append(time.perf_counter() - t)
-    return {k: statistics.median(v) for k, v in times.items()}
-
-
-def breakdown(img: np.ndarray, key: bytes, repeats: int, baseline: dict) -> None:
-    """Where the time goes: encrypt's and decrypt's steps timed in the chain as they run (medians), the
-    parts of stage 1 and stage 2 on their own (interleaved), and the floor of this design: the JPEG codec
-    plus the Huffman decode and re-emission that stage 2 cannot skip, against the totals' Pillow baselines."""
+def steps_of(img: np.ndarray, key: bytes) -> tuple[list, list]:
+    """Encrypt's and decrypt's steps, as `ecea.encrypt` / `ecea.decrypt` run them; each step takes the
+    previous one's result."""
     from rdec.runtime.keys import KeyStream
-    from rdec.secure_jpeg import block_simd, blocks, container, markers
+    from rdec.secure_jpeg import blocks, container
     from rdec.secure_jpeg.dcperm import permute_dc
-    from rdec.secure_jpeg.entropy import analyze_scan, rewrite_scan
 
     h, w = img.shape[:2]
     nonce = os.urandom(16)
     header = container.Header(container.FLAG_STAGE1, 16, 3, h, w, nonce)
-    enc = chain([
+    sealed = ecea.encrypt(img, key, nonce=nonce)
+    enc = [
         ("stage 1 (pixel blocks)", lambda _: blocks.encrypt_blocks(img, KeyStream(key, nonce, "ecea/stage1"), 16,
                                                                    scratch=True)),
         ("encode of the scrambled frame", lambda x: ecea.jpeg_encode(x)),
         ("stage 2 (DC permutation)", lambda ec: permute_dc(ec, key, nonce)),
         ("header + HMAC", lambda ece: container.seal(ece, header, key)),
-    ], lambda: pillow_encode(img), repeats)
-    sealed = ecea.encrypt(img, key, nonce=nonce)
-    dec = chain([
+    ]
+    dec = [
         ("verify header + HMAC", lambda _: container.open_sealed(sealed, key)[1]),
         ("stage 2 inverse", lambda ece: permute_dc(ece, key, nonce, inverse=True)),
         ("decode of the EC file", lambda ec: ecea.jpeg_decode(ec)),
         ("stage 1 inverse", lambda x: blocks.decrypt_blocks(x, KeyStream(key, nonce, "ecea/stage1"), 16, h, w,
                                                             in_place=True)),
-    ], lambda: pillow_decode(pillow_encode(img)), repeats)
+    ]
+    return enc, dec
+
+
+def timed_steps(steps: list, laps: dict):
+    """A candidate for `interleaved` that runs the steps one after another, recording each one's time."""
+    def run():
+        value = None
+        for name, fn in steps:
+            t = time.perf_counter()
+            value = fn(value)
+            laps.setdefault(name, []).append(time.perf_counter() - t)
+    return run
+
+
+def parts(img: np.ndarray, key: bytes, repeats: int) -> dict:
+    """The parts of stage 1 and stage 2, each on its own (interleaved)."""
+    from rdec.runtime.keys import KeyStream
+    from rdec.secure_jpeg import block_simd, blocks, markers
+    from rdec.secure_jpeg.entropy import analyze_scan, rewrite_scan
+
+    h, w = img.shape[:2]
+    nonce = os.urandom(16)
     ec = ecea.jpeg_encode(blocks.encrypt_blocks(img, KeyStream(key, nonce, "ecea/stage1"), 16))
     parsed = markers.parse(ec)
     units = analyze_scan(parsed, parsed.scans[0])
     identity = np.arange(units.length.size)
-    bkey = blocks.block_key(KeyStream(key, nonce, "ecea/stage1"), (h + 15) // 16 * ((w + 15) // 16), True)
     hp, wp = blocks.padded_size(h, w, 16)
+    bkey = blocks.block_key(KeyStream(key, nonce, "ecea/stage1"), (hp // 16) * (wp // 16), True)
     maps = block_simd.sub_block_maps(16)
     tiles, grid = np.empty(hp * wp * 3, np.uint8), np.empty(hp * wp * 3, np.uint8)
     src = img.reshape(-1)
-    parts = interleaved({
+    return interleaved({
         "stage 1: keyed draws": lambda: blocks.block_key(KeyStream(key, nonce, "ecea/stage1"), bkey.perm.size, True),
         "stage 1: frame -> tiles": lambda: block_simd.to_tiles(src, tiles, h, w, wp, 16, *maps, 3),
         "stage 1: keyed moves tiles -> grid": lambda: block_simd.move(tiles, grid, wp, 16, bkey.perm, bkey.dihedral,
-                                                                   bkey.order, bkey.negate, *maps, 3, True),
+                                                                      bkey.order, bkey.negate, *maps, 3),
+        "stage 1 inverse: keyed moves in place": lambda: block_simd.permute_in_place(
+            grid, wp, 16, bkey.perm, bkey.dihedral, bkey.order, bkey.negate, *maps, 3),
         "stage 2: marker parse": lambda: markers.parse(ec),
         "stage 2: Huffman decode of the scan": lambda: analyze_scan(parsed, parsed.scans[0]),
         "stage 2: scan re-emission": lambda: rewrite_scan(units, identity),
     }, repeats)
-    for title, med in (("encrypt, in the chain", enc), ("decrypt, in the chain", dec), ("parts, on their own", parts)):
-        print(f"    {title}:")
-        for name, t in med.items():
-            print(f"      {name:38s} {t * 1e3:6.2f} ms")
-    scan = parts["stage 2: Huffman decode of the scan"] + parts["stage 2: scan re-emission"]
-    for what, codec in (("encode", enc["encode of the scrambled frame"]), ("decode", dec["decode of the EC file"])):
-        floor, base = codec + scan, baseline[f"pillow_{what}"]
+
+
+def breakdown(laps: dict, enc_names: list, dec_names: list, part: dict, med: dict) -> None:
+    """Where the time goes: the steps timed inside the totals' rounds (their sum beside the total), the
+    parts on their own, and the floor of this design: the JPEG codec plus the Huffman decode and
+    re-emission that stage 2 cannot skip, against the same rounds' Pillow baselines."""
+    steps = {k: statistics.median(v) for k, v in laps.items()}
+    for title, names, total in (("encrypt", enc_names, med["ecea_encrypt"]), ("decrypt", dec_names, med["ecea_decrypt"])):
+        print(f"    {title}, step by step in the same rounds (sum {sum(steps[n] for n in names) * 1e3:.2f} ms, "
+              f"whole call {total * 1e3:.2f} ms):")
+        for name in names:
+            print(f"      {name:38s} {steps[name] * 1e3:6.2f} ms")
+    print("    parts, each on its own:")
+    for name, t in part.items():
+        print(f"      {name:38s} {t * 1e3:6.2f} ms")
+    scan = part["stage 2: Huffman decode of the scan"] + part["stage 2: scan re-emission"]
+    for what, codec in (("encode", steps["encode of the scrambled frame"]), ("decode", steps["decode of the EC file"])):
+        floor, base = codec + scan, med[f"pillow_{what}"]
         print(f"  floor of the design, {what}: libjpeg-turbo {what} + Huffman decode + re-emission (stage 1 and "
               f"the rest free) {floor * 1e3:.2f} ms = {floor / base:.2f}x a plain Pillow {what} ({base * 1e3:.2f} ms)")
 
@@ -168,14 +186,20 @@ def main() -> int:
         ece = ecea.encrypt(img, key, quality=75, subsampling="420")  # also compiles the kernels
         plain = pillow_encode(img)
         ecea.decrypt(ece, key)
-        med = interleaved({
+        candidates = {
             "pillow_encode": lambda: pillow_encode(img),
             "turbo_encode": lambda: ecea.jpeg_encode(img, 75, "420"),
             "ecea_encrypt": lambda: ecea.encrypt(img, key, quality=75, subsampling="420"),
             "pillow_decode": lambda: pillow_decode(plain),
             "turbo_decode": lambda: ecea.jpeg_decode(plain),
             "ecea_decrypt": lambda: ecea.decrypt(ece, key),
-        }, args.repeats)
+        }
+        laps: dict = {}
+        if (w, h) == (1920, 1080):
+            enc_steps, dec_steps = steps_of(img, key)
+            candidates["encrypt_steps"] = timed_steps(enc_steps, laps)
+            candidates["decrypt_steps"] = timed_steps(dec_steps, laps)
+        med = interleaved(candidates, args.repeats)
         rows.append((w, h, med))
         print(f"{w}x{h} q75 4:2:0 block 16, median of {args.repeats}:")
         print(f"  Pillow encode {med['pillow_encode']*1e3:7.2f} ms   ECEA encrypt {med['ecea_encrypt']*1e3:7.2f} ms"
@@ -187,7 +211,7 @@ def main() -> int:
         print(f"    (the same libjpeg-turbo decode without Pillow {med['turbo_decode']*1e3:.2f} ms: ECEA costs "
               f"{med['ecea_decrypt']/med['turbo_decode']:.2f}x the decoder it wraps)")
         if (w, h) == (1920, 1080):
-            breakdown(img, key, args.repeats, med)
+            breakdown(laps, [n for n, _ in enc_steps], [n for n, _ in dec_steps], parts(img, key, args.repeats), med)
         if (w, h) == (640, 480):
             print(f"  640x480: ECEA encrypt {1/med['ecea_encrypt']:.0f} fps, decrypt {1/med['ecea_decrypt']:.0f} fps")
     img = frame(args.image, 3840, 2160)

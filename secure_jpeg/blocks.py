@@ -15,10 +15,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from rdec.runtime.errors import InputError
-from rdec.runtime.keys import KeyStream, fisher_yates
+from rdec.runtime.keys import KeyStream, fisher_yates, invert_permutation
 
 from .block_simd import CHANNEL_ORDERS as _CHANNEL_ORDERS
-from .block_simd import dihedral, from_tiles, move, sub_block_maps, to_tiles
+from .block_simd import dihedral, move, permute_in_place, sub_block_maps, to_tiles
 
 BLOCK_SIZES = (8, 16, 32)
 MCU = 16
@@ -102,32 +102,28 @@ def _in_scratch(a: np.ndarray) -> bool:
 
 def _run(image: np.ndarray, stream: KeyStream, block: int, height: int, width: int, inverse: bool,
          reuse: bool = False) -> np.ndarray:
-    """Forward: true-size image -> padded scrambled grid; inverse: padded grid -> true-size image.
-    reuse: forward, into the per-thread output buffer; inverse, back into `image` if it is writable."""
+    """Forward: true-size image -> tiles -> padded scrambled grid; inverse: padded grid -> true-size image,
+    in place. reuse: forward, into the per-thread output buffer; inverse, in `image` itself if it is writable
+    (and not a scratch buffer)."""
     if block not in BLOCK_SIZES:
         raise InputError(f"block size must be one of {BLOCK_SIZES}, got {block}")
     gray = image.ndim == 2
     nch = 1 if gray else 3
     hp, wp = padded_size(height, width, block)
     key = block_key(stream, (hp // block) * (wp // block), color=not gray)
-    dihedral, order = key.dihedral, key.order
-    if inverse:
-        dihedral, order = _INVERSE_MAP[dihedral], _INVERSE_ORDER[order]
-    shape = ((height, width) if inverse else (hp, wp)) + (() if gray else (nch,))
-    src = np.ascontiguousarray(image)
-    tiles = scratch_buffer("tiles", (hp * wp * nch,))
     maps = sub_block_maps(block)
-    if inverse:
-        move(src.reshape(-1), tiles, wp, block, key.perm, dihedral, order, key.negate, *maps, nch, False)
-        if reuse and src.flags.writeable and not _in_scratch(src):  # back in place: no fresh frame to fault in
-            from_tiles(src.reshape(-1), tiles, hp, wp, wp, block, *maps, nch)
-            return np.ascontiguousarray(src[:height, :width])  # a view, unless the width was padded
-        out = np.empty(shape, dtype=np.uint8)
-        from_tiles(out.reshape(-1), tiles, height, width, wp, block, *maps, nch)
-        return out
+    if inverse:  # in the grid itself: the decoder's buffer if the caller lends it, else a copy
+        lend = reuse and image.flags.writeable and image.flags.c_contiguous and not _in_scratch(image)
+        grid = image if lend else np.array(image, order="C")
+        src_of = invert_permutation(key.perm)  # image block t comes from grid block src_of[t]
+        permute_in_place(grid.reshape(-1), wp, block, src_of, _INVERSE_MAP[key.dihedral][src_of],
+                         _INVERSE_ORDER[key.order][src_of], key.negate[src_of], *maps, nch)
+        return np.ascontiguousarray(grid[:height, :width])  # a view, unless the width was padded
+    shape = (hp, wp) + (() if gray else (nch,))
     out = scratch_buffer("blocks", shape) if reuse else np.empty(shape, dtype=np.uint8)
-    to_tiles(src.reshape(-1), tiles, height, width, wp, block, *maps, nch)
-    move(tiles, out.reshape(-1), wp, block, key.perm, dihedral, order, key.negate, *maps, nch, True)
+    tiles = scratch_buffer("tiles", (hp * wp * nch,))
+    to_tiles(np.ascontiguousarray(image).reshape(-1), tiles, height, width, wp, block, *maps, nch)
+    move(tiles, out.reshape(-1), wp, block, key.perm, key.dihedral, key.order, key.negate, *maps, nch)
     return out
 
 
