@@ -47,3 +47,52 @@ def test_only_flat_contiguous_uint8_arrays_type_check():
                 np.zeros((8, 24), dtype=np.uint8)):
         with pytest.raises(numba.core.errors.TypingError):
             _apply_rgb(bad, 0, 24, good, 0, 24, 0, np.uint8(0))
+
+
+def _standalone_ir(nch: int) -> str:
+    """The transform's 8 x 6 cases as a plain LLVM function, without numba, to compile for other CPUs."""
+    from llvmlite import ir
+
+    i8, i64 = ir.IntType(8), ir.IntType(64)
+    mod = ir.Module("sub_block")
+    fn = ir.Function(mod, ir.FunctionType(ir.VoidType(), [i8.as_pointer(), i64, i8.as_pointer(), i64, i64, i8]),
+                     "sub_block")
+    builder = ir.IRBuilder(fn.append_basic_block("entry"))
+    src, src_stride, dst, dst_stride, case, m = fn.args
+    end, bad = fn.append_basic_block("end"), fn.append_basic_block("bad")
+    switch = builder.switch(case, bad)
+    builder.position_at_end(bad)
+    builder.unreachable()
+    for d in range(8):
+        for o in range(6 if nch == 3 else 1):
+            bb = fn.append_basic_block(f"case_{d}_{o}")
+            switch.add_case(ir.Constant(i64, d * 6 + o), bb)
+            builder.position_at_end(bb)
+            block_simd._emit_case(builder, src, src_stride, dst, dst_stride, m, d, o, nch)
+            builder.branch(end)
+    builder.position_at_end(end)
+    builder.ret_void()
+    return str(mod)
+
+
+@pytest.mark.parametrize("nch", [3, 1])
+def test_transform_compiles_to_neon_shuffles_for_jetson(nch):
+    """Jetson Orin's Cortex-A78AE: the masks become NEON table lookups, not per-byte moves."""
+    import re
+
+    import llvmlite.binding as llvm
+
+    llvm.initialize_all_targets()
+    llvm.initialize_all_asmprinters()
+    try:
+        target = llvm.Target.from_triple("aarch64-unknown-linux-gnu")
+    except RuntimeError as e:
+        pytest.skip(f"this llvmlite has no AArch64 target: {e}")
+    machine = target.create_target_machine(cpu="cortex-a78ae", opt=3)
+    module = llvm.parse_assembly(_standalone_ir(nch))
+    module.triple, module.data_layout = "aarch64-unknown-linux-gnu", str(machine.target_data)
+    module.verify()
+    ops = re.findall(r"^\s+([a-z][a-z0-9.]*)\s", machine.emit_assembly(module), re.M)
+    cases = 48 if nch == 3 else 8
+    assert ops.count("tbl") >= cases  # at least one table shuffle per case
+    assert len(ops) < 150 * cases  # about 90-100 instructions an 8x8 sub-block (a byte loop would be ~400)
