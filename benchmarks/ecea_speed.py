@@ -156,7 +156,8 @@ def breakdown(laps: dict, enc_names: list, dec_names: list, part: dict, med: dic
     parts on their own, and the floor of this design: the JPEG codec plus the Huffman decode and
     re-emission that stage 2 cannot skip, against the same rounds' Pillow baselines."""
     steps = {k: statistics.median(v) for k, v in laps.items()}
-    for title, names, total in (("encrypt", enc_names, med["ecea_encrypt"]), ("decrypt", dec_names, med["ecea_decrypt"])):
+    for title, names, total in (("encrypt", enc_names, med["ecea_encrypt"]),
+                                ("decrypt", dec_names, med["ecea_decrypt"])):
         print(f"    {title}, step by step in the same rounds (sum {sum(steps[n] for n in names) * 1e3:.2f} ms, "
               f"whole call {total * 1e3:.2f} ms):")
         for name in names:

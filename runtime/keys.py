@@ -141,9 +141,9 @@ def _draw_below(words, bounds):
     """Rejection sampling: accept a word w < floor(2^32 / b) * b, then w % b is exactly uniform.
 
     That limit exceeds 2^32 - b, so only the top b words need the division that computes it (half the
-    time of computing it for every draw), and a power of two b needs no division at all. Returns (draws, words used), or used = -1 if `words` ran out
-    (the caller supplies more and retries; the result depends only on the word sequence, so a retry gives
-    the same draws).
+    time of computing it for every draw), and a power of two b needs no division at all. Returns (draws,
+    words used), or used = -1 if `words` ran out (the caller supplies more and retries; the result depends
+    only on the word sequence, so a retry gives the same draws).
     """
     out = np.empty(bounds.size, dtype=np.int64)
     top = np.int64(1) << 32

@@ -197,6 +197,7 @@ AHEAD = 4  # blocks the keyed walks prefetch ahead: 2 to 8 do alike, none is 1.3
 
 @numba.njit(cache=True, inline="always")
 def _prefetch_block(a, at, stride, rows, row_bytes):
+    """Prefetch every cache line of `rows` rows of `row_bytes` bytes, `stride` apart, from byte `at`."""
     for y in range(rows):
         for b in range(0, row_bytes + 63, 64):
             prefetch(a, at + y * stride + min(b, row_bytes - 1))

@@ -3,9 +3,10 @@
 The image is padded (edge replication) to a multiple of max(B, 16) so blocks and JPEG MCUs align, cut
 into BxB blocks, and each output block is a keyed source block after a keyed rotation/flip (one of 8),
 an optional negative-positive transform (p -> 255 - p), and a keyed shuffle of whole pixels' colour
-channels (one of 6 orders; all three channels move together, which keeps JPEG efficiency). Encryption
-and decryption are the same kernels (block_simd.py) run in the two directions, so they cannot drift apart:
-the frame is copied into contiguous block tiles, and the keyed moves go between tiles and the padded grid.
+channels (one of 6 orders; all three channels move together, which keeps JPEG efficiency). Both
+directions use one sub-block transform (block_simd.py), with inverse maps for decryption, so they cannot
+drift apart: encryption copies the frame into contiguous block tiles and writes the padded grid from them
+in the keyed order; decryption permutes the decoded grid in place.
 """
 from __future__ import annotations
 
@@ -85,7 +86,7 @@ _INVERSE_MAP = np.array(_inverse_maps(), dtype=np.int64)
 _scratch = threading.local()
 
 
-def scratch_buffer(name: str, shape: tuple) -> np.ndarray:
+def _scratch_buffer(name: str, shape: tuple) -> np.ndarray:
     """A per-thread uint8 buffer kept between calls: a stream encrypts frame after frame of one size, and a
     fresh multi-megabyte buffer would cost its page faults again on every frame (about 1 ms per 6 MB here)."""
     buf = getattr(_scratch, name, None)
@@ -120,8 +121,8 @@ def _run(image: np.ndarray, stream: KeyStream, block: int, height: int, width: i
                          _INVERSE_ORDER[key.order][src_of], key.negate[src_of], *maps, nch)
         return np.ascontiguousarray(grid[:height, :width])  # a view, unless the width was padded
     shape = (hp, wp) + (() if gray else (nch,))
-    out = scratch_buffer("blocks", shape) if reuse else np.empty(shape, dtype=np.uint8)
-    tiles = scratch_buffer("tiles", (hp * wp * nch,))
+    out = _scratch_buffer("blocks", shape) if reuse else np.empty(shape, dtype=np.uint8)
+    tiles = _scratch_buffer("tiles", (hp * wp * nch,))
     to_tiles(np.ascontiguousarray(image).reshape(-1), tiles, height, width, wp, block, *maps, nch)
     move(tiles, out.reshape(-1), wp, block, key.perm, key.dihedral, key.order, key.negate, *maps, nch)
     return out

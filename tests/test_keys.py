@@ -52,7 +52,8 @@ def test_draws_are_in_range_and_reproducible():
 def test_draws_equal_plain_rejection_sampling():
     """The fast path (no division unless a word is in the top b) gives exactly the textbook draws."""
     rng = np.random.default_rng(5)
-    bounds = np.concatenate([rng.integers(1, 2**32 + 1, 300), [1, 2, 2**32, 2**32 - 1, 3 * 2**30], np.arange(600, 1, -1)])
+    bounds = np.concatenate([rng.integers(1, 2**32 + 1, 300), [1, 2, 2**32, 2**32 - 1, 3 * 2**30],
+                             np.arange(600, 1, -1)])
     stream = keys.KeyStream(bytes(32), bytes(16), "plain")
     words = iter(keys.KeyStream(bytes(32), bytes(16), "plain").words(50000).tolist())
     expected = []
