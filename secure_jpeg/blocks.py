@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from rdec.runtime.errors import InputError
-from rdec.runtime.keys import KeyStream, fisher_yates, invert_permutation
+from rdec.runtime.keys import KeyStream, invert_permutation
 
 from .block_simd import CHANNEL_ORDERS as _CHANNEL_ORDERS
 from .block_simd import dihedral, move, permute_in_place, sub_block_maps, to_tiles
@@ -61,15 +61,13 @@ def check_image(image: np.ndarray) -> np.ndarray:
 
 
 def block_key(stream: KeyStream, n_blocks: int, color: bool) -> BlockKey:
-    """Draw every keyed choice from the keystream, in a fixed order: the Fisher-Yates draws of the block
-    permutation (as `KeyStream.permutation`), then per block the map, the negation and the channel order.
-    One call draws them all, which gives the same values as drawing each in turn."""
-    n = n_blocks
-    bounds = np.concatenate([np.arange(n, 1, -1), np.repeat(np.array([8, 2, 6][:3 if color else 2]), n)])
-    draws = stream.below(bounds)
-    perm = fisher_yates(np.arange(n, dtype=np.int64), draws[:max(n - 1, 0)])
-    rest = draws[max(n - 1, 0):].reshape(3 if color else 2, n)
-    order = rest[2] if color else np.zeros(n, dtype=np.int64)
+    """Draw every keyed choice from the keystream, in a fixed order: the block permutation, then per block
+    the map, the negation and the channel order (one call draws these three, the same values as drawing each
+    in turn)."""
+    perm = stream.permutation(n_blocks)
+    rows = 3 if color else 2
+    rest = stream.below(np.repeat(np.array([8, 2, 6][:rows]), n_blocks)).reshape(rows, n_blocks)
+    order = rest[2] if color else np.zeros(n_blocks, dtype=np.int64)
     return BlockKey(perm, rest[0], rest[1], order)
 
 
