@@ -94,6 +94,28 @@ def _emit_case(builder, src, src_stride, dst, dst_stride, m, d, o, nch):
         builder.store(r, at(dst, dst_stride, y), align=1)
 
 
+def emit_transform(builder, src, src_stride, dst, dst_stride, case, m, nch):
+    """Emit the transform at the builder's position: a `switch` on case (d * 6 + o) over every map and
+    channel order, an unknown case trapping; the builder is left after it. src and dst point at the
+    sub-blocks' first bytes."""
+    fn = builder.function
+    end, bad = fn.append_basic_block("sub_end"), fn.append_basic_block("sub_bad")
+    switch = builder.switch(case, bad)
+    builder.position_at_end(bad)
+    trap = builder.module.globals.get("llvm.trap") or ir.Function(
+        builder.module, ir.FunctionType(ir.VoidType(), []), "llvm.trap")
+    builder.call(trap, [])
+    builder.unreachable()
+    for d in range(8):
+        for o in range(6 if nch == 3 else 1):
+            bb = fn.append_basic_block(f"sub_{d}_{o}")
+            switch.add_case(ir.Constant(ir.IntType(64), d * 6 + o), bb)
+            builder.position_at_end(bb)
+            _emit_case(builder, src, src_stride, dst, dst_stride, m, d, o, nch)
+            builder.branch(end)
+    builder.position_at_end(end)
+
+
 def _make(nch: int):
     @intrinsic
     def transform(typingctx, src, src_off, src_stride, dst, dst_off, dst_stride, case, m):
@@ -110,23 +132,8 @@ def _make(nch: int):
             a_src, s_off, s_stride, a_dst, d_off, d_stride, k, mm = args
             sp = context.make_array(signature.args[0])(context, builder, a_src).data
             dp = context.make_array(signature.args[3])(context, builder, a_dst).data
-            sp, dp = builder.gep(sp, [s_off]), builder.gep(dp, [d_off])
-            fn = builder.function
-            end, bad = fn.append_basic_block("sub_end"), fn.append_basic_block("sub_bad")
-            sw = builder.switch(k, bad)
-            builder.position_at_end(bad)
-            trap = builder.module.globals.get("llvm.trap") or ir.Function(
-                builder.module, ir.FunctionType(ir.VoidType(), []), "llvm.trap")
-            builder.call(trap, [])
-            builder.unreachable()
-            for d in range(8):
-                for o in range(6 if nch == 3 else 1):
-                    bb = fn.append_basic_block(f"sub_{d}_{o}")
-                    sw.add_case(ir.Constant(ir.IntType(64), d * 6 + o), bb)
-                    builder.position_at_end(bb)
-                    _emit_case(builder, sp, s_stride, dp, d_stride, mm, d, o, nch)
-                    builder.branch(end)
-            builder.position_at_end(end)
+            emit_transform(builder, builder.gep(sp, [s_off]), s_stride, builder.gep(dp, [d_off]), d_stride, k, mm,
+                           nch)
             return context.get_dummy_value()
 
         return sig, codegen
@@ -166,6 +173,12 @@ def _sub_blocks(src, s0, s_stride, dst, d0, d_stride, ns, d, case, m, sub_row, s
                 transform_rgb(src, s, s_stride, dst, t, d_stride, case, m)
             else:
                 transform_gray(src, s, s_stride, dst, t, d_stride, case, m)
+
+
+@numba.njit(cache=True, inline="always")
+def _grid_at(k, bx, bs, wp, nch):
+    """Byte offset of block k (raster order, bx blocks a row) in a grid wp pixels wide."""
+    return ((k // bx) * bs * wp + (k % bx) * bs) * nch
 
 
 @numba.njit(cache=True)
@@ -219,8 +232,8 @@ def move(tiles, grid, wp, bs, perm, maps, order, negate, sub_row, sub_col, nch):
         if k + AHEAD < perm.size:
             _prefetch_block(tiles, perm[k + AHEAD] * tile, tile, 1, tile)
         d = maps[k]
-        _sub_blocks(tiles, perm[k] * tile, blk_stride, grid, ((k // bx) * bs * wp + (k % bx) * bs) * nch, grid_stride,
-                    ns, d, d * 6 + order[k], np.uint8(255) if negate[k] else np.uint8(0), sub_row, sub_col, nch)
+        _sub_blocks(tiles, perm[k] * tile, blk_stride, grid, _grid_at(k, bx, bs, wp, nch), grid_stride, ns, d,
+                    d * 6 + order[k], np.uint8(255) if negate[k] else np.uint8(0), sub_row, sub_col, nch)
 
 
 @numba.njit(cache=True)
@@ -240,7 +253,7 @@ def permute_in_place(grid, wp, bs, src_of, maps, order, negate, sub_row, sub_col
     for t0 in range(src_of.size):
         if done[t0]:
             continue
-        at0 = ((t0 // bx) * bs * wp + (t0 % bx) * bs) * nch
+        at0 = _grid_at(t0, bx, bs, wp, nch)
         for y in range(bs):
             first[y * blk_stride: (y + 1) * blk_stride] = grid[at0 + y * stride: at0 + y * stride + blk_stride]
         ahead = t0
@@ -250,15 +263,15 @@ def permute_in_place(grid, wp, bs, src_of, maps, order, negate, sub_row, sub_col
         while True:
             done[t] = True
             ahead = src_of[ahead]
-            _prefetch_block(grid, ((ahead // bx) * bs * wp + (ahead % bx) * bs) * nch, stride, bs, blk_stride)
+            _prefetch_block(grid, _grid_at(ahead, bx, bs, wp, nch), stride, bs, blk_stride)
             s = src_of[t]
             d = maps[t]
             case, m = d * 6 + order[t], np.uint8(255) if negate[t] else np.uint8(0)
-            at = ((t // bx) * bs * wp + (t % bx) * bs) * nch
+            at = _grid_at(t, bx, bs, wp, nch)
             if s == t0:
                 _sub_blocks(first, 0, blk_stride, grid, at, stride, ns, d, case, m, sub_row, sub_col, nch)
                 break
-            _sub_blocks(grid, ((s // bx) * bs * wp + (s % bx) * bs) * nch, stride, grid, at, stride, ns, d, case, m,
+            _sub_blocks(grid, _grid_at(s, bx, bs, wp, nch), stride, grid, at, stride, ns, d, case, m,
                         sub_row, sub_col, nch)
             t = s
 

@@ -50,7 +50,7 @@ def test_only_flat_contiguous_uint8_arrays_type_check():
 
 
 def _standalone_ir(nch: int) -> str:
-    """The transform's 8 x 6 cases as a plain LLVM function, without numba, to compile for other CPUs."""
+    """The transform as a plain LLVM function, without numba, to compile for other CPUs."""
     from llvmlite import ir
 
     i8, i64 = ir.IntType(8), ir.IntType(64)
@@ -58,19 +58,7 @@ def _standalone_ir(nch: int) -> str:
     fn = ir.Function(mod, ir.FunctionType(ir.VoidType(), [i8.as_pointer(), i64, i8.as_pointer(), i64, i64, i8]),
                      "sub_block")
     builder = ir.IRBuilder(fn.append_basic_block("entry"))
-    src, src_stride, dst, dst_stride, case, m = fn.args
-    end, bad = fn.append_basic_block("end"), fn.append_basic_block("bad")
-    switch = builder.switch(case, bad)
-    builder.position_at_end(bad)
-    builder.unreachable()
-    for d in range(8):
-        for o in range(6 if nch == 3 else 1):
-            bb = fn.append_basic_block(f"case_{d}_{o}")
-            switch.add_case(ir.Constant(i64, d * 6 + o), bb)
-            builder.position_at_end(bb)
-            block_simd._emit_case(builder, src, src_stride, dst, dst_stride, m, d, o, nch)
-            builder.branch(end)
-    builder.position_at_end(end)
+    block_simd.emit_transform(builder, *fn.args, nch)
     builder.ret_void()
     return str(mod)
 
