@@ -41,7 +41,7 @@ def _runs(comp, ivl, diff, bpm):
     n = comp.size
     # Every MCU has the same bpm slots, in scan order (comp[:bpm]), so the component order puts block
     # m * bpm + j at a place computed from its slot j (a counting sort chains every block through memory).
-    order = np.empty(n, dtype=np.int64)
+    order = np.empty(n, dtype=np.int32)
     n_mcu = n // bpm
     for j in range(bpm):
         c = comp[j]
@@ -58,12 +58,12 @@ def _runs(comp, ivl, diff, bpm):
             order[before * n_mcu + m * count + rank] = m * bpm + j
     # A run starts where the component, the restart interval or the sign class changes.
     start = np.empty(n + 1, dtype=np.int64)
-    run = np.empty(n, dtype=np.int64)
+    run = np.empty(n, dtype=np.int32)
     nruns = 0
     prev = np.int64(-1)
     for i in range(n):
         b = order[i]
-        cls = (comp[b] << 33) | (ivl[b] << 1) | np.int64(diff[b] < 0)
+        cls = (np.int64(comp[b]) << 33) | (np.int64(ivl[b]) << 1) | np.int64(diff[b] < 0)
         start[nruns] = i
         nruns += cls != prev
         run[i] = nruns - 1
@@ -73,7 +73,7 @@ def _runs(comp, ivl, diff, bpm):
     # Fisher-Yates on a run of length L at `base` draws below L, L-1, ..., 2, swapping down from
     # base + L - 1, base + L - 2, ...: the j-th element of the run gives the j-th draw, if j < L - 1.
     bounds = np.empty(n + 1, dtype=np.int64)
-    swap_at = np.empty(n + 1, dtype=np.int64)
+    swap_at = np.empty(n + 1, dtype=np.int32)
     d = 0
     for i in range(n):
         base = start[run[i]]
@@ -98,14 +98,14 @@ def _source_map(order, bounds, swap_at, draws, inverse):
     """Block k takes the DC unit of block src[k]: a keyed Fisher-Yates permutation inside every run, all
     runs' swaps in one flat loop (each swap stays inside its run)."""
     n = order.size
-    at = np.arange(n)
+    at = np.arange(n, dtype=np.int32)
     for d in range(draws.size):
         i = swap_at[d]
         j = i - bounds[d] + 1 + draws[d]
         t = at[i]
         at[i] = at[j]
         at[j] = t
-    src = np.empty(n, dtype=np.int64)
+    src = np.empty(n, dtype=np.int32)
     for q in range(n):
         a = order[q]
         b = order[at[q]]
@@ -140,6 +140,6 @@ def dc_values(units: ScanUnits) -> np.ndarray:
     group_start = np.flatnonzero(np.r_[True, (comp[1:] != comp[:-1]) | (ivl[1:] != ivl[:-1])])
     csum = np.cumsum(diff)
     offsets = np.repeat(csum[group_start] - diff[group_start], np.diff(np.append(group_start, diff.size)))
-    values = np.empty_like(diff)
+    values = np.empty(diff.size, dtype=np.int64)
     values[runs.order] = csum - offsets
     return values

@@ -219,11 +219,13 @@ def _analyze(data, ivl_start, ivl_end, n_ivl, n_mcu, restart, slot_comp, slot_dc
     u = np.uint64
     bpm = slot_comp.size
     nb = n_mcu * bpm
-    blk_pos = np.zeros(nb + 1, dtype=np.int64)
-    blk_len = np.zeros(nb, dtype=np.int64)
-    blk_diff = np.zeros(nb, dtype=np.int64)
-    blk_comp = np.zeros(nb, dtype=np.int64)
-    blk_ivl = np.zeros(nb, dtype=np.int64)
+    # narrow types (a DC unit is at most 27 bits, its difference within +-2047): the arrays of a frame stay in
+    # cache for the runs and the rewrite (1.9 MB as int64 against 0.8 MB a 1080p frame)
+    blk_pos = np.empty(nb + 1, dtype=np.int64)
+    blk_len = np.empty(nb, dtype=np.uint8)
+    blk_diff = np.empty(nb, dtype=np.int16)
+    blk_comp = np.empty(nb, dtype=np.uint8)
+    blk_ivl = np.empty(nb, dtype=np.int32)
     per = restart if restart > 0 else n_mcu
     expected = (n_mcu + per - 1) // per
     if n_ivl != expected:

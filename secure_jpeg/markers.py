@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import numba
 import numpy as np
 
 from rdec.runtime.errors import FormatError, UnsupportedError
@@ -127,22 +128,41 @@ def _parse_dht(body: bytes, dc: dict, ac: dict) -> None:
         pos += 17 + total
 
 
+@numba.njit(cache=True)
+def _scan_ff(arr):
+    """The bytes after an SOS header, in two tight passes: (end, ff), end = offset of the first marker that
+    is neither a stuffed zero, an RST marker nor a fill byte (back at its first fill byte), -1 if none;
+    ff = the offsets of the 0xFF bytes before it."""
+    stop, total = arr.size - 1, 0
+    for f in range(arr.size - 1):  # where the scan ends, and how many 0xFF bytes it holds
+        if arr[f] != 0xFF:
+            continue
+        nxt = arr[f + 1]
+        if nxt != 0x00 and nxt != 0xFF and not (0xD0 <= nxt <= 0xD7):
+            stop = f
+            break
+        total += 1
+    ff = np.empty(total, dtype=np.int64)
+    n = 0
+    for f in range(stop):
+        if arr[f] == 0xFF:
+            ff[n] = f
+            n += 1
+    if stop == arr.size - 1:
+        return -1, ff
+    while n > 0 and ff[n - 1] == stop - 1:  # fill bytes before the marker belong to it
+        n -= 1
+        stop -= 1
+    return stop, ff[:n]
+
+
 def _find_scan_end(data: bytes, pos: int) -> tuple[int, np.ndarray]:
     """Offset of the 0xFF (first of any fill bytes) of the first non-RST marker at or after pos, and the
-    offsets (from pos) of the 0xFF bytes before it. Vectorized: every 0xFF followed by neither a stuffed zero,
-    an RST code nor another 0xFF, the first of them, then back over its fill bytes."""
-    if pos + 2 > len(data):
+    offsets (from pos) of the 0xFF bytes before it."""
+    end, ff = _scan_ff(np.frombuffer(data, dtype=np.uint8, offset=min(pos, len(data))))
+    if end < 0:
         raise FormatError("truncated JPEG (entropy-coded data not terminated)")
-    arr = np.frombuffer(data, dtype=np.uint8, offset=pos)
-    ff = np.flatnonzero(arr[:-1] == 0xFF)
-    nxt = arr[ff + 1]
-    ends = ff[(nxt != 0x00) & (nxt != 0xFF) & ((nxt < 0xD0) | (nxt > 0xD7))]
-    if ends.size == 0:
-        raise FormatError("truncated JPEG (entropy-coded data not terminated)")
-    i = pos + int(ends[0])
-    while i > pos and data[i - 1] == 0xFF:
-        i -= 1
-    return i, ff[:np.searchsorted(ff, i - pos)]
+    return pos + int(end), ff
 
 
 def parse(data: bytes) -> JpegFile:
