@@ -12,7 +12,7 @@ import sys
 
 from . import __version__
 from .errors import RdecError
-from .keys import write_key_file
+from .interrupts import StopSignals, is_interrupt
 
 # Each module has `register(subparsers)` adding its commands with `set_defaults(func=...)`.
 COMMAND_MODULES = ("rdec.secure_jpeg.cli", "rdec.export.cli")
@@ -22,6 +22,8 @@ EXIT_INTERRUPTED = 130
 
 
 def _keygen(args: argparse.Namespace) -> int:
+    from .keys import write_key_file
+
     write_key_file(args.keyfile, overwrite=args.force)
     print(f"wrote a new 256-bit key to {args.keyfile} (mode 0600)", file=sys.stderr)
     return 0
@@ -51,23 +53,36 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _one_line_warning(message, category, filename, lineno, file=None, line=None):
+    """Warnings (ours and the libraries') as one line, without the source line that Python shows."""
+    print(f"rdec: warning: {message}", file=sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    try:
-        return int(args.func(args) or 0)
-    except RdecError as e:
-        print(f"rdec: error: {e}", file=sys.stderr)
-        return EXIT_ERROR
-    except KeyboardInterrupt:
-        print("rdec: interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
-    except MemoryError:
-        print("rdec: error: out of memory", file=sys.stderr)
-        return EXIT_ERROR
-    except OSError as e:
-        print(f"rdec: error: {e}", file=sys.stderr)
-        return EXIT_ERROR
+    import warnings
+
+    warnings.showwarning = _one_line_warning
+    with StopSignals().installed() as stop:
+        try:
+            parser = build_parser()  # inside the try: Ctrl-C while the modules load is an interrupt too
+            args = parser.parse_args(argv)
+            args.stop = stop  # the stream commands check it between frames
+            return int(args.func(args) or 0)
+        except SystemExit:
+            raise
+        except BaseException as e:
+            if is_interrupt(e, stop):
+                print("rdec: interrupted", file=sys.stderr)
+                return EXIT_INTERRUPTED
+            if isinstance(e, RdecError):
+                print(f"rdec: error: {e}", file=sys.stderr)
+            elif isinstance(e, MemoryError):
+                print("rdec: error: out of memory", file=sys.stderr)
+            elif isinstance(e, OSError):
+                print(f"rdec: error: {e}", file=sys.stderr)
+            else:
+                raise
+            return EXIT_ERROR
 
 
 if __name__ == "__main__":

@@ -7,8 +7,10 @@ The key itself is never printed, logged, or put into an exception message.
 """
 from __future__ import annotations
 
+import contextlib
 import hmac
 import os
+import warnings
 from pathlib import Path
 
 import numba
@@ -40,8 +42,12 @@ def write_key_file(path: str | os.PathLike, key: bytes | None = None, overwrite:
     key = generate_key() if key is None else key
     if len(key) != KEY_BYTES:
         raise KeyFileError(f"a key must be {KEY_BYTES} bytes")
+    if not str(path):
+        raise KeyFileError("a key file name is required")
+    if Path(path).is_dir():
+        raise KeyFileError(f"is a folder, not a key file: {path}")
     if Path(path).exists() and not overwrite:
-        raise KeyFileError(f"refusing to overwrite existing key file {path}")
+        raise KeyFileError(f"refusing to overwrite existing key file {path} (--force replaces it)")
     atomic_write(path, f"{_KEY_HEADER}\n{key.hex()}\n".encode(), mode=0o600)
 
 
@@ -58,9 +64,13 @@ def read_key_file(path: str | os.PathLike) -> bytes:
     if len(lines) != 2 or lines[0] != _KEY_HEADER or len(lines[1]) != 2 * KEY_BYTES:
         raise KeyFileError(f"not an rdec key file (expected '{_KEY_HEADER}' and 64 hex digits): {path}")
     try:
-        return bytes.fromhex(lines[1])
+        key = bytes.fromhex(lines[1])
     except ValueError:
         raise KeyFileError(f"not an rdec key file (bad hex digits): {path}") from None
+    with contextlib.suppress(OSError):
+        if os.stat(path).st_mode & 0o077:  # as ssh does for private keys: it works, but say so
+            warnings.warn(f"key file {path} is readable by other users: chmod 600 {path}", stacklevel=2)
+    return key
 
 
 def check_key(key: bytes) -> bytes:

@@ -14,3 +14,7 @@ def __getattr__(name: str):
 
         return getattr(ecea, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(list(globals()) + list(_API))

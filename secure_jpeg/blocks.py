@@ -39,6 +39,13 @@ class BlockKey:
     order: np.ndarray  # index into _CHANNEL_ORDERS (0 for grayscale)
 
 
+def check_block(block) -> int:
+    """The block size as an int; InputError unless it is one of BLOCK_SIZES (an integer: not 16.0 or True)."""
+    if isinstance(block, bool) or not isinstance(block, (int, np.integer)) or block not in BLOCK_SIZES:
+        raise InputError(f"block size must be one of {BLOCK_SIZES}, got {block!r}")
+    return int(block)
+
+
 def padded_size(height: int, width: int, block: int) -> tuple[int, int]:
     unit = max(block, MCU)
     return -(-height // unit) * unit, -(-width // unit) * unit
@@ -104,8 +111,7 @@ def _run(image: np.ndarray, stream: KeyStream, block: int, height: int, width: i
     """Forward: true-size image -> tiles -> padded scrambled grid; inverse: padded grid -> true-size image,
     in place. reuse: forward, into the per-thread output buffer; inverse, in `image` itself if it is writable
     (and not a scratch buffer)."""
-    if block not in BLOCK_SIZES:
-        raise InputError(f"block size must be one of {BLOCK_SIZES}, got {block}")
+    block = check_block(block)
     gray = image.ndim == 2
     nch = 1 if gray else 3
     hp, wp = padded_size(height, width, block)
@@ -131,7 +137,8 @@ def encrypt_blocks(image: np.ndarray, stream: KeyStream, block: int, scratch: bo
     records the true size. scratch=True returns a per-thread buffer that the next call overwrites (for a
     caller that consumes it at once, as the JPEG encoder does)."""
     image = check_image(image)
-    if block in BLOCK_SIZES and max(padded_size(*image.shape[:2], block)) > JPEG_MAX_SIDE:
+    block = check_block(block)
+    if max(padded_size(*image.shape[:2], block)) > JPEG_MAX_SIDE:
         raise InputError(f"image {image.shape[1]}x{image.shape[0]} is too large for JPEG once padded to whole "
                          f"{max(block, MCU)}-pixel blocks (at most {JPEG_MAX_SIDE} pixels a side)")
     return _run(image, stream, block, image.shape[0], image.shape[1], inverse=False, reuse=scratch)

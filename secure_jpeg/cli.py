@@ -2,13 +2,22 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
-import signal
+import os
 from pathlib import Path
 
 from rdec.runtime.errors import InputError
 
 JPEG_SUFFIXES = (".jpg", ".jpeg")
+
+
+def _refuse_same_file(args: argparse.Namespace) -> None:
+    """OUT must not be IN: the input would be replaced by its own encryption (or decryption)."""
+    try:
+        same = os.path.samefile(args.input, args.output)
+    except (OSError, ValueError):  # OUT does not exist yet (or IN does not: reading it will say so)
+        return
+    if same:
+        raise InputError(f"OUT is the same file as IN ({args.output}): writing it would destroy the input")
 
 
 def _encrypt(args: argparse.Namespace) -> int:
@@ -24,6 +33,7 @@ def _encrypt(args: argparse.Namespace) -> int:
     if args.dc_only and any(v is not None for v in pixel_options.values()):
         given = ", ".join(k for k, v in pixel_options.items() if v is not None)
         raise InputError(f"--dc-only keeps the JPEG as it is (no re-encoding): {given} cannot apply")
+    _refuse_same_file(args)
     key = read_key_file(args.key)
     if args.dc_only:
         data = ecea.encrypt_jpeg(read_bytes(args.input), key)
@@ -42,6 +52,7 @@ def _decrypt(args: argparse.Namespace) -> int:
 
     from . import ecea
 
+    _refuse_same_file(args)
     key = read_key_file(args.key)
     data = read_bytes(args.input)
     if Path(args.output).suffix.lower() in JPEG_SUFFIXES:
@@ -62,28 +73,13 @@ def _eval(args: argparse.Namespace) -> int:
     return 0
 
 
-@contextlib.contextmanager
-def _terminate_as_interrupt():
-    """SIGTERM (systemd, docker stop) stops a stream as Ctrl-C does: at once, every finished frame whole on
-    disk, the status line printed, and the command exits as interrupted."""
-    def handler(signum, frame):
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGTERM, handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
 def _stream(args: argparse.Namespace) -> int:
     from rdec.runtime.keys import read_key_file
 
     from .stream import encrypt_stream
 
-    with _terminate_as_interrupt():
-        encrypt_stream(args.source, args.out, read_key_file(args.key), block=args.block, quality=args.quality,
-                       subsampling=args.subsampling, max_frames=args.max_frames, fps_limit=args.fps)
+    encrypt_stream(args.source, args.out, read_key_file(args.key), block=args.block, quality=args.quality,
+                   subsampling=args.subsampling, max_frames=args.max_frames, fps_limit=args.fps, stop=args.stop)
     return 0
 
 
@@ -92,8 +88,7 @@ def _decrypt_stream(args: argparse.Namespace) -> int:
 
     from .stream import decrypt_folder
 
-    with _terminate_as_interrupt():
-        decrypt_folder(args.input, args.out, read_key_file(args.key))
+    decrypt_folder(args.input, args.out, read_key_file(args.key), stop=args.stop)
     return 0
 
 
@@ -136,7 +131,7 @@ def register(sub) -> None:
                                     "original JPEG bit for bit (files encrypted with --dc-only).")
     d.add_argument("input", metavar="IN.jpg")
     d.add_argument("output", metavar="OUT.png")
-    d.add_argument("--key", required=True, metavar="KEYFILE")
+    d.add_argument("--key", required=True, metavar="KEYFILE", help="the key file the image was encrypted with")
     d.set_defaults(func=_decrypt)
 
     v = jsub.add_parser("eval", help="the paper's evaluation (entropy, correlation, NPCR/UACI, PSNR, ...)",
@@ -145,8 +140,9 @@ def register(sub) -> None:
     v.add_argument("--data", required=True, metavar="DIR", help="folder of test images (e.g. shared/data/sipi)")
     v.add_argument("--out", required=True, metavar="DIR")
     v.add_argument("--blocks", type=int, nargs="+", choices=(8, 16, 32), default=[8, 16, 32])
-    v.add_argument("--quality", type=int, default=75, metavar="Q")
-    v.add_argument("--subsampling", choices=("444", "422", "420"), default="420")
+    v.add_argument("--quality", type=int, default=75, metavar="Q", help="JPEG quality 1-100 (default 75)")
+    v.add_argument("--subsampling", choices=("444", "422", "420"), default="420",
+                   help="chroma subsampling (default 420)")
     v.set_defaults(func=_eval)
 
     s = jsub.add_parser("stream", help="encrypt a camera, video file or folder of images, frame by frame",

@@ -15,7 +15,7 @@ from rdec.runtime.errors import FormatError, InputError
 from rdec.runtime.keys import KeyStream, check_key, check_nonce, new_nonce
 
 from . import container
-from .blocks import BLOCK_SIZES, decrypt_blocks, encrypt_blocks
+from .blocks import check_block, decrypt_blocks, encrypt_blocks
 from .dcperm import permute_dc
 from .markers import parse, restore_metadata, strip_metadata
 
@@ -33,11 +33,12 @@ def jpeg_encode(image: np.ndarray, quality: int = DEFAULT_QUALITY, subsampling: 
     wheels for x86-64 and aarch64), which skips Pillow's per-call image copy and plugin machinery (1 ms of
     a 4.7 ms 1080p encode); Pillow's binding of the same library writes restart markers, which TurboJPEG
     does not offer."""
-    if not isinstance(quality, (int, np.integer)) or not 1 <= quality <= 100:
+    if isinstance(quality, bool) or not isinstance(quality, (int, np.integer)) or not 1 <= quality <= 100:
         raise InputError(f"quality must be an integer from 1 to 100, got {quality!r}")
     if str(subsampling) not in SUBSAMPLING:
         raise InputError(f"subsampling must be one of {', '.join(SUBSAMPLING)}, got {subsampling!r}")
-    if not isinstance(restart_interval, (int, np.integer)) or not 0 <= restart_interval <= 65535:
+    if (isinstance(restart_interval, bool) or not isinstance(restart_interval, (int, np.integer))
+            or not 0 <= restart_interval <= 65535):
         raise InputError(f"restart interval must be 0..65535 MCUs, got {restart_interval!r}")
     image = np.ascontiguousarray(image)
     gray = image.ndim == 2
@@ -81,8 +82,7 @@ def encrypt(image: np.ndarray, key: bytes, block: int = DEFAULT_BLOCK, quality: 
     """Encrypt an RGB or grayscale uint8 image into an ECE JPEG (bytes) that any JPEG viewer opens."""
     key = check_key(key)
     nonce = new_nonce() if nonce is None else check_nonce(nonce)
-    if block not in BLOCK_SIZES:
-        raise InputError(f"block size must be one of {BLOCK_SIZES}, got {block!r}")
+    block = check_block(block)
     scrambled = encrypt_blocks(image, KeyStream(key, nonce, "ecea/stage1"), block, scratch=True)
     ec = jpeg_encode(scrambled, quality, subsampling, restart_interval)
     ece = permute_dc(ec, key, nonce)
@@ -91,8 +91,16 @@ def encrypt(image: np.ndarray, key: bytes, block: int = DEFAULT_BLOCK, quality: 
     return container.seal(ece, container.Header(container.FLAG_STAGE1, block, channels, h, w, nonce), key)
 
 
+def _check_bytes(data, what: str) -> bytes:
+    """A file's contents as bytes; InputError for anything else (a path, text, an array)."""
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise InputError(f"{what} must be bytes (a file's contents), got {type(data).__name__}")
+    return bytes(data)
+
+
 def decrypt_to_jpeg(data: bytes, key: bytes, verify: bool = True) -> tuple[container.Header, bytes]:
     """Check the tag and restore the EC JPEG bit for bit (still stage-1 scrambled if the file has stage 1)."""
+    data = _check_bytes(data, "encrypted data")
     key = check_key(key)
     header, ece = container.open_sealed(data, key, verify=verify)
     return header, restore_metadata(permute_dc(ece, key, header.nonce, inverse=True), header.metadata)
@@ -113,6 +121,7 @@ def decrypt(data: bytes, key: bytes, verify: bool = True) -> np.ndarray:
 def encrypt_jpeg(jpeg: bytes, key: bytes, nonce: bytes | None = None) -> bytes:
     """Stage 2 only: permute DC units of an existing baseline JPEG (no re-encoding, no quality loss). Its
     metadata (EXIF, thumbnails, comments, anything after EOI) is moved into the encrypted header."""
+    jpeg = _check_bytes(jpeg, "jpeg")
     key = check_key(key)
     nonce = new_nonce() if nonce is None else check_nonce(nonce)
     parsed = parse(jpeg)

@@ -262,7 +262,7 @@ def run_evaluation(data: str | os.PathLike, out: str | os.PathLike, quality: int
 
     data, out = Path(data), Path(out)
     if not data.is_dir():
-        raise InputError(f"data folder does not exist: {data}")
+        raise InputError(f"not a folder: {data}" if data.exists() else f"data folder does not exist: {data}")
     paths = sorted(p for p in data.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
     if not paths:
         raise InputError(f"no images in {data}")

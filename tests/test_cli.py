@@ -123,6 +123,53 @@ def test_existing_output_survives_a_failed_run(tmp_path, capsys):
     assert out.read_bytes() == b"precious"
 
 
+def test_output_that_is_the_input_is_refused(tmp_path, capsys):
+    key = tmp_path / "k.key"
+    main(["keygen", str(key)])
+    photo = tmp_path / "photo.png"
+    photo.write_bytes(PHOTO.read_bytes())
+    capsys.readouterr()
+    expect_error(capsys, ["jpeg", "decrypt", photo, photo, "--key", key], "same file", tmp_path)
+    jpg = tmp_path / "p.jpg"
+    assert main(["jpeg", "encrypt", str(photo), str(jpg), "--key", str(key)]) == 0
+    before = jpg.read_bytes()
+    (tmp_path / "alias.jpg").symlink_to(jpg)
+    capsys.readouterr()
+    expect_error(capsys, ["jpeg", "encrypt", jpg, tmp_path / "alias.jpg", "--key", key, "--dc-only"], "same file",
+                 tmp_path)
+    assert jpg.read_bytes() == before and photo.read_bytes() == PHOTO.read_bytes()
+
+
+def test_key_file_readable_by_others_gives_a_one_line_warning(tmp_path, capsys):
+    key = tmp_path / "k.key"
+    main(["keygen", str(key)])
+    os.chmod(key, 0o644)
+    capsys.readouterr()
+    assert main(["jpeg", "encrypt", str(PHOTO), str(tmp_path / "e.jpg"), "--key", str(key)]) == 0
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("rdec: warning: key file") and "chmod 600" in err
+
+
+def test_interrupts_from_inside_compiled_code_are_recognized():
+    from rdec.runtime.interrupts import StopSignals, is_interrupt
+
+    def chained():  # what numba gives when Ctrl-C lands in a compiled function: SystemErrors caused by it
+        try:
+            try:
+                raise KeyboardInterrupt
+            except KeyboardInterrupt as e:
+                raise SystemError("returned a result with an exception set") from e
+        except SystemError as e:
+            raise SystemError("returned a result with an exception set") from e
+
+    with pytest.raises(SystemError) as info:
+        chained()
+    assert is_interrupt(info.value) and not is_interrupt(ValueError("x"))
+    stop = StopSignals()
+    stop.requested = True  # the signal was swallowed where it landed; whatever error follows is the interrupt
+    assert is_interrupt(RuntimeError("no compiled object yet"), stop)
+
+
 def test_argparse_errors_exit_2(capsys):
     with pytest.raises(SystemExit) as e:
         main(["jpeg", "encrypt", "a", "b", "--key", "k", "--block", "12"])

@@ -1,5 +1,6 @@
 """Image loading and atomic writes: typed errors, EXIF orientation, oversized images."""
 import io
+import os
 import struct
 import zlib
 
@@ -60,3 +61,22 @@ def test_damaged_exif_leaves_the_image_as_stored(tmp_path):
     with Image.open(tmp_path / "bad.jpg") as im, pytest.raises(Exception):
         ImageOps.exif_transpose(im)  # the failure this guards against
     assert load_image(tmp_path / "bad.jpg").shape in ((20, 30, 3), (30, 20, 3))
+
+
+def test_atomic_write_keeps_permissions_follows_symlinks_and_can_be_exclusive(tmp_path):
+    import stat
+
+    target = tmp_path / "secret.png"
+    target.write_bytes(b"old")
+    os.chmod(target, 0o600)
+    atomic_write(target, b"new")
+    assert target.read_bytes() == b"new" and stat.S_IMODE(os.stat(target).st_mode) == 0o600
+    link = tmp_path / "link.png"
+    link.symlink_to(target)
+    atomic_write(link, b"through")
+    assert link.is_symlink() and target.read_bytes() == b"through"
+    with pytest.raises(FileExistsError):
+        atomic_write(target, b"never", exclusive=True)
+    assert target.read_bytes() == b"through"
+    atomic_write(tmp_path / "fresh", b"x", exclusive=True)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fresh", "link.png", "secret.png"]  # no temp files

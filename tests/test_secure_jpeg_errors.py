@@ -81,6 +81,15 @@ def test_bad_parameters(small_photo, key):
         ecea.encrypt(np.zeros((4, 4, 2), np.uint8), key)
     with pytest.raises(RdecError):
         ecea.encrypt(small_photo, b"short key")
+    # look-alikes of valid values are refused, not half-accepted
+    for kwargs in ({"block": 16.0}, {"block": True}, {"quality": True}, {"quality": 75.0}, {"restart_interval": True}):
+        with pytest.raises(InputError):
+            ecea.encrypt(small_photo, key, **kwargs)
+    for not_bytes in ("file.jpg", small_photo, None):  # a path, an array: the API takes a file's bytes
+        with pytest.raises(InputError, match="must be bytes"):
+            ecea.decrypt(not_bytes, key)
+        with pytest.raises(InputError, match="must be bytes"):
+            ecea.encrypt_jpeg(not_bytes, key)
 
 
 @pytest.fixture(scope="module")

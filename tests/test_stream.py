@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from rdec.runtime.errors import InputError, RdecError
+from rdec.runtime.errors import InputError, RdecError, WrongKeyError
 from rdec.runtime.fileio import load_image
 from rdec.secure_jpeg import ecea
 from rdec.secure_jpeg.stream import decrypt_folder, encrypt_stream
@@ -55,9 +55,47 @@ def test_decrypt_folder_reports_bad_frames_and_goes_on(tmp_path):
     with pytest.raises(RdecError, match="1 of 2 frames failed"):
         decrypt_folder(out, tmp_path / "dec", KEY)
     assert (tmp_path / "dec" / "frame_000000.png").exists()
-    with pytest.raises(RdecError, match="2 of 2 frames failed"):  # wrong key: nothing written, no folder
+    with pytest.raises(WrongKeyError, match="stopped at the first frame"):  # nothing written, no folder
         decrypt_folder(out, tmp_path / "dec2", bytes(32))
     assert not (tmp_path / "dec2").exists()
+
+
+def test_concurrent_streams_never_overwrite_each_others_frames(tmp_path, monkeypatch):
+    """Another stream took frame_000000 after this one chose its first number: it takes the next free one."""
+    from rdec.secure_jpeg import stream
+
+    src = frames_folder(tmp_path, 2)
+    out = tmp_path / "enc"
+    out.mkdir()
+    (out / "frame_000000.jpg").write_bytes(b"another stream's frame")
+    monkeypatch.setattr(stream, "next_sequence", lambda _out: 0)
+    assert encrypt_stream(str(src), out, KEY) == 2
+    assert (out / "frame_000000.jpg").read_bytes() == b"another stream's frame"
+    assert sorted(p.name for p in out.iterdir()) == ["frame_000000.jpg", "frame_000001.jpg", "frame_000002.jpg"]
+
+
+def test_unreadable_video_is_an_error_not_an_empty_success(tmp_path):
+    pytest.importorskip("cv2")
+    bad = tmp_path / "clip.avi"
+    bad.write_bytes(b"not a video at all" * 100)
+    with pytest.raises(InputError, match="cannot open|no frame could be read"):
+        encrypt_stream(str(bad), tmp_path / "o", KEY)
+    assert not (tmp_path / "o").exists()
+
+
+def test_progress_in_a_log_is_one_line_per_report():
+    import io
+
+    from rdec.secure_jpeg.stream import Progress
+
+    log = io.StringIO()  # not a terminal: no carriage returns
+    p = Progress("encrypting", log, log_every=0.0)
+    p.tick(0.01)
+    p.tick(0.01)
+    p.close("done")
+    lines = log.getvalue().splitlines()
+    assert "\r" not in log.getvalue() and len(lines) == 3
+    assert lines[0].startswith("encrypting: 1 frame,") and lines[-1].startswith("encrypting: 2 frames,")
 
 
 def test_unreadable_image_in_a_folder_is_reported_and_the_rest_go_on(tmp_path):
