@@ -101,7 +101,7 @@ def open_source(source: str) -> Iterator[np.ndarray | RdecError]:
     From a folder, an image that cannot be read comes as its error instead of a frame."""
     path = Path(source)
     if path.is_dir():
-        files = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        files = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
         if not files:
             raise InputError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in folder {source}")
         return _folder_frames(files)
