@@ -189,32 +189,9 @@ def _grid_at(k, bx, bs, wp, nch):
     return ((k // bx) * bs * wp + (k % bx) * bs) * nch
 
 
-@numba.njit(cache=True)
-def to_tiles(img, tiles, h, w, wp, bs, sub_row, sub_col, nch):
-    """Copy the true-size image (h x w) into block-major tiles of the padded grid (tile j holds image block
-    j, contiguous): whole blocks as untransformed sub-blocks (the identity, case 0), blocks that cross the
-    true size with edge replication (that is the padding). Walks the image in order, so a frame that comes
-    in cold from memory streams in."""
-    bx = wp // bs
-    ns = bs // SUB
-    img_stride, blk_stride = w * nch, bs * nch
-    tile = bs * blk_stride
-    for j in range(tiles.size // tile):
-        iy, ix = (j // bx) * bs, (j % bx) * bs
-        if iy + bs <= h and ix + bs <= w:
-            _sub_blocks(img, (iy * w + ix) * nch, img_stride, tiles, j * tile, blk_stride, ns, 0, 0, 0,
-                        sub_row, sub_col, nch)
-        else:
-            for y in range(bs):
-                r = min(iy + y, h - 1) * w
-                for x in range(bs):
-                    q = (r + min(ix + x, w - 1)) * nch
-                    for c in range(nch):
-                        tiles[j * tile + (y * bs + x) * nch + c] = img[q + c]
-
-
 AHEAD = 4  # blocks the keyed walks prefetch ahead: 2 to 8 do alike, none is 1.3x slower on a cold frame
 WRITE_AHEAD = 16  # grid blocks encryption prefetches for writing: 0.4-0.6 ms of 2.5-2.8 ms on a cold 1080p frame
+TILE_WRITE_AHEAD = 8  # the same for the tiles: 1.08 -> 0.87 ms (prefetching the frame's rows gains nothing)
 
 
 @numba.njit(cache=True, inline="always")
@@ -227,6 +204,33 @@ def _prefetch_block(a, at, stride, rows, row_bytes, write=False):
                 prefetch_write(a, at + y * stride + min(b, row_bytes - 1))
             else:
                 prefetch(a, at + y * stride + min(b, row_bytes - 1))
+
+
+@numba.njit(cache=True)
+def to_tiles(img, tiles, h, w, wp, bs, sub_row, sub_col, nch):
+    """Copy the true-size image (h x w) into block-major tiles of the padded grid (tile j holds image block
+    j, contiguous): whole blocks as untransformed sub-blocks (the identity, case 0), blocks that cross the
+    true size with edge replication (that is the padding). Walks the image in order, so a frame that comes
+    in cold from memory streams in; the tiles are prefetched for writing TILE_WRITE_AHEAD tiles ahead."""
+    bx = wp // bs
+    ns = bs // SUB
+    img_stride, blk_stride = w * nch, bs * nch
+    tile = bs * blk_stride
+    n_tiles = tiles.size // tile
+    for j in range(n_tiles):
+        if j + TILE_WRITE_AHEAD < n_tiles:
+            _prefetch_block(tiles, (j + TILE_WRITE_AHEAD) * tile, tile, 1, tile, True)
+        iy, ix = (j // bx) * bs, (j % bx) * bs
+        if iy + bs <= h and ix + bs <= w:
+            _sub_blocks(img, (iy * w + ix) * nch, img_stride, tiles, j * tile, blk_stride, ns, 0, 0, 0,
+                        sub_row, sub_col, nch)
+        else:
+            for y in range(bs):
+                r = min(iy + y, h - 1) * w
+                for x in range(bs):
+                    q = (r + min(ix + x, w - 1)) * nch
+                    for c in range(nch):
+                        tiles[j * tile + (y * bs + x) * nch + c] = img[q + c]
 
 
 @numba.njit(cache=True)
