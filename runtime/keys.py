@@ -120,7 +120,8 @@ class KeyStream:
     def words(self, n: int) -> np.ndarray:
         """The next `n` keystream words as uint32 (words fetched but not consumed by `below` come first)."""
         head, self._unread = self._unread[:n], self._unread[n:]
-        fresh = np.frombuffer(self._enc.update(bytes(4 * (n - head.size))), dtype="<u4").astype(np.uint32)
+        fresh = np.frombuffer(self._enc.update(bytes(4 * (n - head.size))), dtype="<u4").astype(np.uint32,
+                                                                                                copy=False)
         return np.concatenate([head, fresh]) if head.size else fresh
 
     def below(self, bounds: np.ndarray) -> np.ndarray:

@@ -319,7 +319,7 @@ def _rewrite(data, blk_pos, blk_len, blk_ivl, src, ivl_end, n_ivl):
     same bytes as before; returns the bytes and -1 if an interval's length changed.
     """
     u = np.uint64
-    out = np.zeros(data.size + 16, dtype=np.uint8)
+    out = np.empty(data.size + 16, dtype=np.uint8)  # every byte up to the scan's end is stored (8 at a time)
     o = u(0)
     acc = u(0)  # pending bits at the top
     nacc = 0
