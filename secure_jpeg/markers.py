@@ -7,6 +7,7 @@ rewritten, so a file's headers survive encryption and decryption untouched.
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 
 import numba
@@ -106,7 +107,16 @@ def _parse_sof(body: bytes) -> Frame:
 
 
 def _parse_dht(body: bytes, dc: dict, ac: dict) -> None:
-    pos = 0
+    """Define the tables of one DHT segment (FormatError if malformed)."""
+    for tc, th, table in _dht_tables(body):
+        (dc if tc == 0 else ac)[th] = table
+
+
+@functools.lru_cache(maxsize=64)
+def _dht_tables(body: bytes) -> tuple[tuple[int, int, HuffmanTable], ...]:
+    """The tables of a DHT segment, cached by its bytes: every frame of a stream has the same ones (their
+    arrays are read-only, as they are shared)."""
+    tables, pos = [], 0
     while pos < len(body):
         if pos + 17 > len(body):
             raise FormatError("corrupted JPEG: short Huffman table")
@@ -124,8 +134,10 @@ def _parse_dht(body: bytes, dc: dict, ac: dict) -> None:
             room = 2 * room - int(n)
             if room < 0:
                 raise FormatError("corrupted JPEG: Huffman table is not a prefix code")
-        (dc if tc == 0 else ac)[th] = HuffmanTable(counts, symbols)
+        counts.flags.writeable = symbols.flags.writeable = False
+        tables.append((tc, th, HuffmanTable(counts, symbols)))
         pos += 17 + total
+    return tuple(tables)
 
 
 @numba.njit(cache=True)
