@@ -31,4 +31,3 @@ class UnsupportedError(RdecError):
 
 class TrainingDivergedError(RdecError):
     """The training loss stopped being finite; nothing from the diverged steps was saved."""
-

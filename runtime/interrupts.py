@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import signal
 import sys
+import threading
 
 
 class StopSignals:
@@ -30,6 +31,10 @@ class StopSignals:
 
     @contextlib.contextmanager
     def installed(self):
+        """Install the handlers for the block (only the main thread can: elsewhere, a no-op)."""
+        if threading.current_thread() is not threading.main_thread():
+            yield self
+            return
         previous = {s: signal.signal(s, self._handler) for s in (signal.SIGINT, signal.SIGTERM)}
         self._previous_hook, sys.unraisablehook = sys.unraisablehook, self._unraisable
         try:

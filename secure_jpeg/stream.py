@@ -41,7 +41,7 @@ class Progress:
         self.count, self.failed = 0, 0
         self.start = time.perf_counter()
         self.latencies: deque[float] = deque(maxlen=200)
-        self._shown = self.start
+        self._shown = -float("inf")  # the first frame is shown at once
 
     def tick(self, latency: float) -> None:
         self.count += 1
@@ -49,7 +49,7 @@ class Progress:
         now = time.perf_counter()
         if now - self._shown >= self.every:
             self._shown = now
-            self.stream.write("\r" + self.line() + " " if self.tty else self.line() + "\n")
+            self.stream.write(("\r" + self.line() + " ") if self.tty else (self.line() + "\n"))
             self.stream.flush()
 
     def line(self) -> str:
