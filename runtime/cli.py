@@ -53,9 +53,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _say(kind: str, message) -> None:
+    """`rdec: KIND: message` as exactly one line (a file name may hold a newline)."""
+    print(f"rdec: {kind}: " + str(message).replace("\r", "\\r").replace("\n", "\\n"), file=sys.stderr)
+
+
 def _one_line_warning(message, category, filename, lineno, file=None, line=None):
     """Warnings (ours and the libraries') as one line, without the source line that Python shows."""
-    print(f"rdec: warning: {message}", file=sys.stderr)
+    _say("warning", message)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -74,12 +79,10 @@ def main(argv: list[str] | None = None) -> int:
             if is_interrupt(e, stop):
                 print("rdec: interrupted", file=sys.stderr)
                 return EXIT_INTERRUPTED
-            if isinstance(e, RdecError):
-                print(f"rdec: error: {e}", file=sys.stderr)
+            if isinstance(e, (RdecError, OSError)):
+                _say("error", e)
             elif isinstance(e, MemoryError):
-                print("rdec: error: out of memory", file=sys.stderr)
-            elif isinstance(e, OSError):
-                print(f"rdec: error: {e}", file=sys.stderr)
+                _say("error", "out of memory")
             else:
                 raise
             return EXIT_ERROR
