@@ -267,7 +267,6 @@ def run_evaluation(data: str | os.PathLike, out: str | os.PathLike, quality: int
     if not paths:
         raise InputError(f"no images in {data}")
     ecea.jpeg_encode(np.zeros((8, 8), np.uint8), quality, subsampling)  # validate before any work
-    make_folder(out)
     key = generate_key() if key is None else key
     command = command or f"rdec jpeg eval --data {data} --out {out}"
     chan, files, shown = [], [], {}
@@ -276,6 +275,7 @@ def run_evaluation(data: str | os.PathLike, out: str | os.PathLike, quality: int
         chan += c
         files += f
         shown[p.stem] = s
+    make_folder(out)  # only now: a run that fails leaves no empty folder
     _write_csv(out / "metrics.csv", chan)
     _write_csv(out / "files.csv", files)
     _figure(out / "figure.png", shown)
