@@ -108,10 +108,9 @@ def _in_scratch(a: np.ndarray) -> bool:
 
 def _run(image: np.ndarray, stream: KeyStream, block: int, height: int, width: int, inverse: bool,
          reuse: bool = False) -> np.ndarray:
-    """Forward: true-size image -> tiles -> padded scrambled grid; inverse: padded grid -> true-size image,
+    """(The callers have checked `block`.) Forward: true-size image -> tiles -> padded scrambled grid; inverse: padded grid -> true-size image,
     in place. reuse: forward, into the per-thread output buffer; inverse, in `image` itself if it is writable
     (and not a scratch buffer)."""
-    block = check_block(block)
     gray = image.ndim == 2
     nch = 1 if gray else 3
     hp, wp = padded_size(height, width, block)
@@ -150,6 +149,7 @@ def decrypt_blocks(image: np.ndarray, stream: KeyStream, block: int, height: int
     overwrite `image` (a decoded grid the caller no longer needs; not if it is read-only or one of the
     scratch buffers) and return a view of its first rows (a contiguous copy when the width was padded)."""
     image = check_image(image)
+    block = check_block(block)
     if image.shape[:2] != padded_size(height, width, block):
         raise InputError("encrypted image size does not match its recorded size")
     return _run(image, stream, block, height, width, inverse=True, reuse=in_place)

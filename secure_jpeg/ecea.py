@@ -15,7 +15,7 @@ from rdec.runtime.errors import FormatError, InputError
 from rdec.runtime.keys import KeyStream, check_key, check_nonce, new_nonce
 
 from . import container
-from .blocks import check_block, decrypt_blocks, encrypt_blocks
+from .blocks import decrypt_blocks, encrypt_blocks
 from .dcperm import permute_dc
 from .markers import parse, restore_metadata, strip_metadata
 
@@ -82,8 +82,7 @@ def encrypt(image: np.ndarray, key: bytes, block: int = DEFAULT_BLOCK, quality: 
     """Encrypt an RGB or grayscale uint8 image into an ECE JPEG (bytes) that any JPEG viewer opens."""
     key = check_key(key)
     nonce = new_nonce() if nonce is None else check_nonce(nonce)
-    block = check_block(block)
-    scrambled = encrypt_blocks(image, KeyStream(key, nonce, "ecea/stage1"), block, scratch=True)
+    scrambled = encrypt_blocks(image, KeyStream(key, nonce, "ecea/stage1"), block, scratch=True)  # checks block
     ec = jpeg_encode(scrambled, quality, subsampling, restart_interval)
     ece = permute_dc(ec, key, nonce)
     h, w = np.asarray(image).shape[:2]

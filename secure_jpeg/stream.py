@@ -157,13 +157,9 @@ def _run_frames(progress: Progress, items, convert, write, end_note: str, max_fr
                 if isinstance(item, RdecError):
                     raise item
                 data = convert(item)
-            except WrongKeyError as e:
-                if progress.count == 0 and not errors:
-                    raise WrongKeyError(f"{e} (stopped at the first frame)") from None
-                progress.failed += 1
-                errors.append(str(e))
-                continue
             except RdecError as e:
+                if isinstance(e, WrongKeyError) and progress.count == 0 and not errors:
+                    raise WrongKeyError(f"{e} (stopped at the first frame)") from None
                 progress.failed += 1
                 errors.append(str(e))
                 continue
