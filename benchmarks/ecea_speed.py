@@ -135,16 +135,15 @@ def parts(img: np.ndarray, key: bytes, repeats: int) -> dict:
     identity = np.arange(units.length.size)
     hp, wp = blocks.padded_size(h, w, 16)
     bkey = blocks.block_key(KeyStream(key, nonce, "ecea/stage1"), (hp // 16) * (wp // 16), True)
-    maps = block_simd.sub_block_maps(16)
     tiles, grid = np.empty(hp * wp * 3, np.uint8), np.empty(hp * wp * 3, np.uint8)
     src = img.reshape(-1)
     return interleaved({
         "stage 1: keyed draws": lambda: blocks.block_key(KeyStream(key, nonce, "ecea/stage1"), bkey.perm.size, True),
-        "stage 1: frame -> tiles": lambda: block_simd.to_tiles(src, tiles, h, w, wp, 16, *maps, 3),
+        "stage 1: frame -> tiles": lambda: block_simd.to_tiles(src, tiles, h, w, wp, 16, 3),
         "stage 1: keyed moves tiles -> grid": lambda: block_simd.move(tiles, grid, wp, 16, bkey.perm, bkey.dihedral,
-                                                                      bkey.order, bkey.negate, *maps, 3),
+                                                                      bkey.order, bkey.negate, 3),
         "stage 1 inverse: keyed moves in place": lambda: block_simd.permute_in_place(
-            grid, wp, 16, bkey.perm, bkey.dihedral, bkey.order, bkey.negate, *maps, 3),
+            grid, wp, 16, bkey.perm, bkey.dihedral, bkey.order, bkey.negate, 3),
         "stage 2: marker parse": lambda: markers.parse(ec),
         "stage 2: Huffman decode of the scan": lambda: analyze_scan(parsed, parsed.scans[0]),
         "stage 2: scan re-emission": lambda: rewrite_scan(units, identity),

@@ -120,20 +120,18 @@ def _make(nch: int):
     @intrinsic
     def transform(typingctx, src, src_off, src_stride, dst, dst_off, dst_stride, case, m):
         """dst sub-block (at byte dst_off, rows dst_stride bytes apart) = case (d * 6 + o) applied to the
-        src sub-block, every byte XOR m. Only flat contiguous uint8 arrays type-check; the loads and stores
-        are unchecked, so the caller keeps all 8 rows inside both arrays (blocks._run sizes every buffer).
-        An unknown case traps (it cannot be drawn: that would be a bug, not a wrong pixel)."""
+        src sub-block, every byte XOR m. src and dst are uint8 pointers (`ptr` of a buffer); the loads and
+        stores are unchecked, so the caller keeps all 8 rows inside both buffers (blocks._run sizes every
+        buffer). An unknown case traps (it cannot be drawn: that would be a bug, not a wrong pixel)."""
         for a in (src, dst):
-            if not (isinstance(a, types.Array) and a.dtype == types.uint8 and a.ndim == 1 and a.layout == "C"):
+            if not (isinstance(a, types.CPointer) and a.dtype == types.uint8):
                 return None
         sig = types.void(src, types.int64, types.int64, dst, types.int64, types.int64, types.int64, types.uint8)
 
         def codegen(context, builder, signature, args):
             a_src, s_off, s_stride, a_dst, d_off, d_stride, k, mm = args
-            sp = context.make_array(signature.args[0])(context, builder, a_src).data
-            dp = context.make_array(signature.args[3])(context, builder, a_dst).data
-            emit_transform(builder, builder.gep(sp, [s_off]), s_stride, builder.gep(dp, [d_off]), d_stride, k, mm,
-                           nch)
+            emit_transform(builder, builder.gep(a_src, [s_off]), s_stride, builder.gep(a_dst, [d_off]), d_stride, k,
+                           mm, nch)
             return context.get_dummy_value()
 
         return sig, codegen
@@ -141,16 +139,33 @@ def _make(nch: int):
     return transform
 
 
+@intrinsic
+def ptr(typingctx, arr):
+    """The data pointer of a C-contiguous array. The kernels pass buffers around as raw pointers: numba
+    counts references to arrays handed to an inlined function, two atomic calls per array per block."""
+    if not (isinstance(arr, types.Array) and arr.layout == "C"):
+        return None
+    sig = types.CPointer(arr.dtype)(arr)
+
+    def codegen(context, builder, signature, args):
+        return context.make_array(signature.args[0])(context, builder, args[0]).data
+
+    return sig, codegen
+
+
 def _make_prefetch(write: int):
     @intrinsic
-    def prefetch(typingctx, arr, off):
-        """Ask the cache for arr's byte `off`, for reading (or, made with write=1, for writing: the line comes
-        in owned, so the stores that follow do not wait for it). llvm.prefetch: a hint that never faults."""
-        sig = types.void(arr, types.int64)
+    def prefetch(typingctx, p, off):
+        """Ask the cache for byte `off` after pointer p, for reading (or, made with write=1, for writing: the
+        line comes in owned, so the stores that follow do not wait for it). llvm.prefetch: a hint that never
+        faults."""
+        if not isinstance(p, types.CPointer):
+            return None
+        sig = types.void(p, types.int64)
 
         def codegen(context, builder, signature, args):
             i32 = ir.IntType(32)
-            p = builder.gep(context.make_array(signature.args[0])(context, builder, args[0]).data, [args[1]])
+            p = builder.gep(args[0], [args[1]])
             fn = builder.module.globals.get("llvm.prefetch.p0") or ir.Function(
                 builder.module, ir.FunctionType(ir.VoidType(), [p.type, i32, i32, i32]), "llvm.prefetch.p0")
             builder.call(fn, [p, ir.Constant(i32, write), ir.Constant(i32, 3), ir.Constant(i32, 1)])
@@ -161,6 +176,28 @@ def _make_prefetch(write: int):
     return prefetch
 
 
+@functools.lru_cache(maxsize=None)
+def _make_copy(nbytes: int):
+    @intrinsic
+    def copy(typingctx, src, src_off, dst, dst_off):
+        """Copy nbytes (a constant of the intrinsic) from src + src_off to dst + dst_off as one vector load and
+        store (uint8 pointers; unchecked, like the transform)."""
+        for a in (src, dst):
+            if not (isinstance(a, types.CPointer) and a.dtype == types.uint8):
+                return None
+        sig = types.void(src, types.int64, dst, types.int64)
+
+        def codegen(context, builder, signature, args):
+            vec = ir.VectorType(ir.IntType(8), nbytes).as_pointer()
+            v = builder.load(builder.bitcast(builder.gep(args[0], [args[1]]), vec), align=1)
+            builder.store(v, builder.bitcast(builder.gep(args[2], [args[3]]), vec), align=1)
+            return context.get_dummy_value()
+
+        return sig, codegen
+
+    return copy
+
+
 prefetch = _make_prefetch(0)
 prefetch_write = _make_prefetch(1)
 
@@ -169,72 +206,140 @@ transform_rgb = _make(3)
 transform_gray = _make(1)
 
 
-@numba.njit(cache=True, inline="always")
-def _sub_blocks(src, s0, s_stride, dst, d0, d_stride, ns, d, case, m, sub_row, sub_col, nch):
-    """One block of ns x ns sub-blocks: output sub-block (Y, X) is the keyed transform of source sub-block
-    (sub_row[d, Y, X], sub_col[d, Y, X]), the block-level map being the same dihedral map on the sub-block grid."""
-    for sy in range(ns):
-        for sx in range(ns):
-            s = s0 + sub_row[d, sy, sx] * SUB * s_stride + sub_col[d, sy, sx] * SUB * nch
-            t = d0 + sy * SUB * d_stride + sx * SUB * nch
-            if nch == 3:
-                transform_rgb(src, s, s_stride, dst, t, d_stride, case, m)
-            else:
-                transform_gray(src, s, s_stride, dst, t, d_stride, case, m)
-
-
-@numba.njit(cache=True, inline="always")
-def _grid_at(k, bx, bs, wp, nch):
-    """Byte offset of block k (raster order, bx blocks a row) in a grid wp pixels wide."""
-    return ((k // bx) * bs * wp + (k % bx) * bs) * nch
-
-
 AHEAD = 4  # blocks the keyed walks prefetch ahead: 2 to 8 do alike, none is 1.3x slower on a cold frame
 WRITE_AHEAD = 16  # grid blocks encryption prefetches for writing: 0.4-0.6 ms of 2.5-2.8 ms on a cold 1080p frame
 TILE_WRITE_AHEAD = 8  # the same for the tiles: 1.08 -> 0.87 ms (prefetching the frame's rows gains nothing)
 
 
 @numba.njit(cache=True, inline="always")
-def _prefetch_block(a, at, stride, rows, row_bytes, write=False):
-    """Prefetch every cache line of `rows` rows of `row_bytes` bytes, `stride` apart, from byte `at` (for
-    writing if `write`)."""
+def _prefetch_block(p, at, stride, rows, row_bytes, write=False):
+    """Prefetch every cache line of `rows` rows of `row_bytes` bytes, `stride` apart, from byte `at` after
+    pointer p (for writing if `write`)."""
     for y in range(rows):
         for b in range(0, row_bytes + 63, 64):
             if write:
-                prefetch_write(a, at + y * stride + min(b, row_bytes - 1))
+                prefetch_write(p, at + y * stride + min(b, row_bytes - 1))
             else:
-                prefetch(a, at + y * stride + min(b, row_bytes - 1))
+                prefetch(p, at + y * stride + min(b, row_bytes - 1))
 
 
-@numba.njit(cache=True)
-def to_tiles(img, tiles, h, w, wp, bs, sub_row, sub_col, nch):
-    """Copy the true-size image (h x w) into block-major tiles of the padded grid (tile j holds image block
-    j, contiguous): whole blocks as untransformed sub-blocks (the identity, case 0), blocks that cross the
-    true size with edge replication (that is the padding). Walks the image in order, so a frame that comes
-    in cold from memory streams in; the tiles are prefetched for writing TILE_WRITE_AHEAD tiles ahead."""
-    bx = wp // bs
+@functools.lru_cache(maxsize=None)
+def _kernels(bs: int, nch: int):
+    """Stage 1's kernels compiled for one block size and pixel size (`to_tiles`, `move`, `permute_in_place`
+    below call them). With both known to the compiler the sub-block loops unroll and every offset inside a
+    block is a constant multiple of a stride: the keyed moves of a 1080p frame take 0.53 instead of 0.80 ms
+    with the data in cache. Buffers travel as raw pointers (`ptr`), which numba does not reference-count."""
     ns = bs // SUB
-    img_stride, blk_stride = w * nch, bs * nch
-    tile = bs * blk_stride
-    n_tiles = tiles.size // tile
-    for j in range(n_tiles):
-        if j + TILE_WRITE_AHEAD < n_tiles:
-            _prefetch_block(tiles, (j + TILE_WRITE_AHEAD) * tile, tile, 1, tile, True)
-        iy, ix = (j // bx) * bs, (j % bx) * bs
-        if iy + bs <= h and ix + bs <= w:
-            _sub_blocks(img, (iy * w + ix) * nch, img_stride, tiles, j * tile, blk_stride, ns, 0, 0, 0,
-                        sub_row, sub_col, nch)
-        else:
+    blk = bs * nch  # bytes in a block row
+    tile = bs * blk  # bytes in a block
+    copy_row = _make_copy(blk)
+
+    @numba.njit(cache=True, inline="always")
+    def sub_blocks(sp, s0, s_stride, dp, d0, d_stride, d, case, m, sr, sc):
+        """One block of ns x ns sub-blocks: output sub-block (Y, X) is the keyed transform of source
+        sub-block (sr[d, Y, X], sc[d, Y, X]) (tables flattened), the block-level map being the same
+        dihedral map on the sub-block grid."""
+        for sy in range(ns):
+            for sx in range(ns):
+                q = (d * ns + sy) * ns + sx
+                s = s0 + sr[q] * SUB * s_stride + sc[q] * (SUB * nch)
+                t = d0 + sy * SUB * d_stride + sx * (SUB * nch)
+                if nch == 3:
+                    transform_rgb(sp, s, s_stride, dp, t, d_stride, case, m)
+                else:
+                    transform_gray(sp, s, s_stride, dp, t, d_stride, case, m)
+
+    @numba.njit(cache=True)
+    def to_tiles(img, tiles, h, w, wp, sub_row, sub_col):
+        n_tiles = tiles.size // tile
+        ip, tp, sr, sc = ptr(img), ptr(tiles), ptr(sub_row), ptr(sub_col)
+        iy, ix = 0, 0
+        for j in range(n_tiles):
+            if j + TILE_WRITE_AHEAD < n_tiles:
+                _prefetch_block(tp, (j + TILE_WRITE_AHEAD) * tile, tile, 1, tile, True)
+            if iy + bs <= h and ix + bs <= w:
+                at = (iy * w + ix) * nch
+                for y in range(bs):
+                    copy_row(ip, at + y * (w * nch), tp, j * tile + y * blk)
+            else:
+                for y in range(bs):
+                    r = min(iy + y, h - 1) * w
+                    for x in range(bs):
+                        q = (r + min(ix + x, w - 1)) * nch
+                        for c in range(nch):
+                            tiles[j * tile + (y * bs + x) * nch + c] = img[q + c]
+            ix += bs
+            if ix == wp:
+                ix = 0
+                iy += bs
+
+    @numba.njit(cache=True)
+    def move(tiles, grid, wp, perm, maps, order, negate, sub_row, sub_col):
+        stride = wp * nch
+        band = bs * stride  # bytes in a row of blocks
+        n = perm.size
+        tp, gp, sr, sc = ptr(tiles), ptr(grid), ptr(sub_row), ptr(sub_col)
+        at = 0  # block k's first byte in the grid, and block k + WRITE_AHEAD's
+        ahead = (WRITE_AHEAD * bs // wp) * band + (WRITE_AHEAD * bs % wp) * nch
+        for k in range(n):
+            if k + AHEAD < n:
+                _prefetch_block(tp, perm[k + AHEAD] * tile, tile, 1, tile)
+            if k + WRITE_AHEAD < n:
+                _prefetch_block(gp, ahead, stride, bs, blk, True)
+                ahead += blk
+                if ahead % stride == 0:
+                    ahead += band - stride
+            d = maps[k]
+            sub_blocks(tp, perm[k] * tile, blk, gp, at, stride, d, d * 6 + order[k],
+                       np.uint8(255) if negate[k] else np.uint8(0), sr, sc)
+            at += blk
+            if at % stride == 0:
+                at += band - stride
+
+    @numba.njit(cache=True)
+    def permute_in_place(grid, wp, src_of, maps, order, negate, sub_row, sub_col):
+        bx = wp // bs
+        stride = wp * nch
+        first = np.empty(tile, dtype=np.uint8)
+        done = np.zeros(src_of.size, dtype=np.bool_)
+        gp, fp, sr, sc = ptr(grid), ptr(first), ptr(sub_row), ptr(sub_col)
+        for t0 in range(src_of.size):
+            if done[t0]:
+                continue
+            at0 = ((t0 // bx) * bs * wp + (t0 % bx) * bs) * nch
             for y in range(bs):
-                r = min(iy + y, h - 1) * w
-                for x in range(bs):
-                    q = (r + min(ix + x, w - 1)) * nch
-                    for c in range(nch):
-                        tiles[j * tile + (y * bs + x) * nch + c] = img[q + c]
+                first[y * blk: (y + 1) * blk] = grid[at0 + y * stride: at0 + y * stride + blk]
+            ahead = t0
+            for _ in range(AHEAD):
+                ahead = src_of[ahead]
+            t = t0
+            while True:
+                done[t] = True
+                ahead = src_of[ahead]
+                _prefetch_block(gp, ((ahead // bx) * bs * wp + (ahead % bx) * bs) * nch, stride, bs, blk)
+                s = src_of[t]
+                d = maps[t]
+                case, m = d * 6 + order[t], np.uint8(255) if negate[t] else np.uint8(0)
+                at = ((t // bx) * bs * wp + (t % bx) * bs) * nch
+                if s == t0:
+                    sub_blocks(fp, 0, blk, gp, at, stride, d, case, m, sr, sc)
+                    break
+                sub_blocks(gp, ((s // bx) * bs * wp + (s % bx) * bs) * nch, stride, gp, at, stride, d, case, m,
+                           sr, sc)
+                t = s
+
+    return to_tiles, move, permute_in_place
 
 
-@numba.njit(cache=True)
-def move(tiles, grid, wp, bs, perm, maps, order, negate, sub_row, sub_col, nch):
+def to_tiles(img: np.ndarray, tiles: np.ndarray, h: int, w: int, wp: int, bs: int, nch: int) -> None:
+    """Copy the true-size image (h x w, flat) into block-major tiles of the padded grid (tile j holds image
+    block j, contiguous): whole blocks as untransformed sub-blocks (the identity, case 0), blocks that cross
+    the true size with edge replication (that is the padding). Walks the image in order, so a frame that
+    comes in cold from memory streams in; the tiles are prefetched for writing TILE_WRITE_AHEAD tiles ahead."""
+    _kernels(bs, nch)[0](img, tiles, h, w, wp, *_flat_maps(bs))
+
+
+def move(tiles: np.ndarray, grid: np.ndarray, wp: int, bs: int, perm, maps, order, negate, nch: int) -> None:
     """Encryption's keyed moves: grid block k = T_k(tile perm[k]), T_k = (maps[k], order[k], negate[k]).
 
     The grid is written in order; the tiles are read in the keyed (random) order, each one short and
@@ -243,22 +348,10 @@ def move(tiles, grid, wp, bs, perm, maps, order, negate, sub_row, sub_col, nch):
     prefetched for writing: a block's rows lie on bs different lines of a frame that is cold by now, and
     stores that wait for their lines stall the loop.
     """
-    bx = wp // bs
-    ns = bs // SUB
-    grid_stride, blk_stride = wp * nch, bs * nch
-    tile = bs * blk_stride
-    for k in range(perm.size):
-        if k + AHEAD < perm.size:
-            _prefetch_block(tiles, perm[k + AHEAD] * tile, tile, 1, tile)
-        if k + WRITE_AHEAD < perm.size:
-            _prefetch_block(grid, _grid_at(k + WRITE_AHEAD, bx, bs, wp, nch), grid_stride, bs, blk_stride, True)
-        d = maps[k]
-        _sub_blocks(tiles, perm[k] * tile, blk_stride, grid, _grid_at(k, bx, bs, wp, nch), grid_stride, ns, d,
-                    d * 6 + order[k], np.uint8(255) if negate[k] else np.uint8(0), sub_row, sub_col, nch)
+    _kernels(bs, nch)[1](tiles, grid, wp, perm, maps, order, negate, *_flat_maps(bs))
 
 
-@numba.njit(cache=True)
-def permute_in_place(grid, wp, bs, src_of, maps, order, negate, sub_row, sub_col, nch):
+def permute_in_place(grid: np.ndarray, wp: int, bs: int, src_of, maps, order, negate, nch: int) -> None:
     """Decryption's keyed moves, inside the decoded grid: block t becomes T_t(block src_of[t]) for every t,
     T_t = (maps[t], order[t], negate[t]).
 
@@ -266,35 +359,7 @@ def permute_in_place(grid, wp, bs, src_of, maps, order, negate, sub_row, sub_col
     closes; the block AHEAD steps further along the cycle is prefetched, as the walk is random. In place,
     the frame moves once instead of twice through tiles (1.7 against 2.3 ms a 1080p frame).
     """
-    bx = wp // bs
-    ns = bs // SUB
-    stride, blk_stride = wp * nch, bs * nch
-    first = np.empty(bs * blk_stride, dtype=np.uint8)
-    done = np.zeros(src_of.size, dtype=np.bool_)
-    for t0 in range(src_of.size):
-        if done[t0]:
-            continue
-        at0 = _grid_at(t0, bx, bs, wp, nch)
-        for y in range(bs):
-            first[y * blk_stride: (y + 1) * blk_stride] = grid[at0 + y * stride: at0 + y * stride + blk_stride]
-        ahead = t0
-        for _ in range(AHEAD):
-            ahead = src_of[ahead]
-        t = t0
-        while True:
-            done[t] = True
-            ahead = src_of[ahead]
-            _prefetch_block(grid, _grid_at(ahead, bx, bs, wp, nch), stride, bs, blk_stride)
-            s = src_of[t]
-            d = maps[t]
-            case, m = d * 6 + order[t], np.uint8(255) if negate[t] else np.uint8(0)
-            at = _grid_at(t, bx, bs, wp, nch)
-            if s == t0:
-                _sub_blocks(first, 0, blk_stride, grid, at, stride, ns, d, case, m, sub_row, sub_col, nch)
-                break
-            _sub_blocks(grid, _grid_at(s, bx, bs, wp, nch), stride, grid, at, stride, ns, d, case, m,
-                        sub_row, sub_col, nch)
-            t = s
+    _kernels(bs, nch)[2](grid, wp, src_of, maps, order, negate, *_flat_maps(bs))
 
 
 @functools.lru_cache(maxsize=None)
@@ -307,6 +372,15 @@ def sub_block_maps(bs: int) -> tuple[np.ndarray, np.ndarray]:
         a0, ay, ax, b0, by, bx = dihedral(d, ns - 1)
         rows[d], cols[d] = a0 + ay * y + ax * x, b0 + by * y + bx * x
     return rows, cols
+
+
+@functools.lru_cache(maxsize=None)
+def _flat_maps(bs: int) -> tuple[np.ndarray, np.ndarray]:
+    """sub_block_maps(bs) flattened, read-only (the kernels index them as [(d * ns + Y) * ns + X])."""
+    out = tuple(np.ascontiguousarray(a.reshape(-1)) for a in sub_block_maps(bs))
+    for a in out:
+        a.flags.writeable = False
+    return out
 
 
 def reference(block: np.ndarray, d: int, o: int, m: int) -> np.ndarray:

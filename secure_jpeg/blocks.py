@@ -19,7 +19,7 @@ from rdec.runtime.errors import InputError
 from rdec.runtime.keys import KeyStream, invert_permutation
 
 from .block_simd import CHANNEL_ORDERS as _CHANNEL_ORDERS
-from .block_simd import dihedral, move, permute_in_place, sub_block_maps, to_tiles
+from .block_simd import dihedral, move, permute_in_place, to_tiles
 
 BLOCK_SIZES = (8, 16, 32)
 MCU = 16
@@ -115,19 +115,18 @@ def _run(image: np.ndarray, stream: KeyStream, block: int, height: int, width: i
     nch = 1 if gray else 3
     hp, wp = padded_size(height, width, block)
     key = block_key(stream, (hp // block) * (wp // block), color=not gray)
-    maps = sub_block_maps(block)
     if inverse:  # in the grid itself: the decoder's buffer if the caller lends it, else a copy
         lend = reuse and image.flags.writeable and image.flags.c_contiguous and not _in_scratch(image)
         grid = image if lend else np.array(image, order="C")
         src_of = invert_permutation(key.perm)  # image block t comes from grid block src_of[t]
         permute_in_place(grid.reshape(-1), wp, block, src_of, _INVERSE_MAP[key.dihedral][src_of],
-                         _INVERSE_ORDER[key.order][src_of], key.negate[src_of], *maps, nch)
+                         _INVERSE_ORDER[key.order][src_of], key.negate[src_of], nch)
         return np.ascontiguousarray(grid[:height, :width])  # a view, unless the width was padded
     shape = (hp, wp) + (() if gray else (nch,))
     out = _scratch_buffer("blocks", shape) if reuse else np.empty(shape, dtype=np.uint8)
     tiles = _scratch_buffer("tiles", (hp * wp * nch,))
-    to_tiles(np.ascontiguousarray(image).reshape(-1), tiles, height, width, wp, block, *maps, nch)
-    move(tiles, out.reshape(-1), wp, block, key.perm, key.dihedral, key.order, key.negate, *maps, nch)
+    to_tiles(np.ascontiguousarray(image).reshape(-1), tiles, height, width, wp, block, nch)
+    move(tiles, out.reshape(-1), wp, block, key.perm, key.dihedral, key.order, key.negate, nch)
     return out
 
 

@@ -8,12 +8,12 @@ from rdec.secure_jpeg import block_simd
 
 @numba.njit
 def _apply_rgb(src, s0, s_stride, dst, d0, d_stride, case, m):
-    block_simd.transform_rgb(src, s0, s_stride, dst, d0, d_stride, case, m)
+    block_simd.transform_rgb(block_simd.ptr(src), s0, s_stride, block_simd.ptr(dst), d0, d_stride, case, m)
 
 
 @numba.njit
 def _apply_gray(src, s0, s_stride, dst, d0, d_stride, case, m):
-    block_simd.transform_gray(src, s0, s_stride, dst, d0, d_stride, case, m)
+    block_simd.transform_gray(block_simd.ptr(src), s0, s_stride, block_simd.ptr(dst), d0, d_stride, case, m)
 
 
 @pytest.mark.parametrize("nch", [3, 1])
@@ -41,12 +41,18 @@ def test_reference_maps_are_the_eight_dihedral_symmetries():
     assert images == expected
 
 
-def test_only_flat_contiguous_uint8_arrays_type_check():
+@numba.njit
+def _apply_raw(src, dst):
+    block_simd.transform_rgb(src, 0, 24, dst, 0, 24, 0, np.uint8(0))
+
+
+def test_only_uint8_pointers_of_contiguous_arrays_type_check():
     good = np.zeros(8 * 24, dtype=np.uint8)
-    for bad in (np.zeros(8 * 24, dtype=np.int64), np.zeros(2 * 8 * 24, dtype=np.uint8)[::2],
-                np.zeros((8, 24), dtype=np.uint8)):
+    for bad in (np.zeros(8 * 24, dtype=np.int64), np.zeros(2 * 8 * 24, dtype=np.uint8)[::2]):
         with pytest.raises(numba.core.errors.TypingError):
             _apply_rgb(bad, 0, 24, good, 0, 24, 0, np.uint8(0))
+    with pytest.raises(numba.core.errors.TypingError):  # an array itself, not its pointer
+        _apply_raw(good, good)
 
 
 def _standalone_ir(nch: int) -> str:
