@@ -250,17 +250,16 @@ def _kernels(bs: int, nch: int):
                     transform_gray(sp, s, s_stride, dp, t, d_stride, case, m)
 
     @numba.njit(cache=True)
-    def to_tiles(img, tiles, h, w, wp, sub_row, sub_col):
+    def to_tiles(img, tiles, h, w, wp):
         n_tiles = tiles.size // tile
-        ip, tp, sr, sc = ptr(img), ptr(tiles), ptr(sub_row), ptr(sub_col)
+        ip, tp = ptr(img), ptr(tiles)
         iy, ix = 0, 0
         for j in range(n_tiles):
             if j + TILE_WRITE_AHEAD < n_tiles:
                 _prefetch_block(tp, (j + TILE_WRITE_AHEAD) * tile, tile, 1, tile, True)
-            if iy + bs <= h and ix + bs <= w:
-                at = (iy * w + ix) * nch
+            if ix + bs <= w:  # rows past the true height repeat its last row
                 for y in range(bs):
-                    copy_row(ip, at + y * (w * nch), tp, j * tile + y * blk)
+                    copy_row(ip, (min(iy + y, h - 1) * w + ix) * nch, tp, j * tile + y * blk)
             else:
                 for y in range(bs):
                     r = min(iy + y, h - 1) * w
@@ -333,10 +332,10 @@ def _kernels(bs: int, nch: int):
 
 def to_tiles(img: np.ndarray, tiles: np.ndarray, h: int, w: int, wp: int, bs: int, nch: int) -> None:
     """Copy the true-size image (h x w, flat) into block-major tiles of the padded grid (tile j holds image
-    block j, contiguous): whole blocks as untransformed sub-blocks (the identity, case 0), blocks that cross
-    the true size with edge replication (that is the padding). Walks the image in order, so a frame that
+    block j, contiguous): whole blocks a row at a time (one vector load and store), blocks that cross the
+    true size with edge replication (that is the padding). Walks the image in order, so a frame that
     comes in cold from memory streams in; the tiles are prefetched for writing TILE_WRITE_AHEAD tiles ahead."""
-    _kernels(bs, nch)[0](img, tiles, h, w, wp, *_flat_maps(bs))
+    _kernels(bs, nch)[0](img, tiles, h, w, wp)
 
 
 def move(tiles: np.ndarray, grid: np.ndarray, wp: int, bs: int, perm, maps, order, negate, nch: int) -> None:

@@ -15,7 +15,7 @@ import numpy as np
 
 from rdec.runtime.errors import FormatError
 
-from .markers import Frame, JpegFile, Scan
+from .markers import Frame, JpegFile, Scan, ff_offsets
 
 _ERRORS = {
     -1: "invalid Huffman code",
@@ -123,6 +123,15 @@ def scan_layout(frame: Frame, scan: Scan) -> ScanLayout:
     return ScanLayout(n_mcu, arr[:, 0].copy(), arr[:, 1].copy(), arr[:, 2].copy())
 
 
+@numba.njit(cache=True, inline="always")
+def _copy(dst, d, src, s, n):
+    """dst[d:d + n] = src[s:s + n] as a plain loop on unsigned indices, which the compiler vectorizes
+    (numba's slice assignment copies 12x slower: 80 against 7 us for a 1080p scan)."""
+    du, su = np.uint64(d), np.uint64(s)
+    for t in range(np.uint64(n)):
+        dst[du + t] = src[su + t]
+
+
 @numba.njit(cache=True)
 def _unstuff(seg, ff):
     """Remove byte stuffing and split at restart markers; `ff` lists the positions of the 0xFF bytes, so
@@ -146,7 +155,7 @@ def _unstuff(seg, ff):
         f = ff[t]
         if f < i:  # a fill byte already passed
             continue
-        out[o:o + f - i] = seg[i:f]
+        _copy(out, o, seg, i, f - i)
         o += f - i
         j = f + 1
         while j < n and seg[j] == 0xFF:
@@ -167,7 +176,7 @@ def _unstuff(seg, ff):
             i = j + 1
         else:
             return out, ivl_start, ivl_end, raw_start, raw_end, 0, -6
-    out[o:o + n - i] = seg[i:n]
+    _copy(out, o, seg, i, n - i)
     o += n - i
     out[o:] = 0
     ivl_end[k] = o
@@ -368,18 +377,18 @@ def _stuff(plain, ff, seg, ivl_end, raw_start, raw_end, n_ivl):
         e = ivl_end[iv]
         while t < ff.size and ff[t] < e:
             f = ff[t] + 1
-            out[o:o + f - i] = plain[i:f]
+            _copy(out, o, plain, i, f - i)
             o += f - i
             out[o] = 0
             o += 1
             i = f
             t += 1
-        out[o:o + e - i] = plain[i:e]
+        _copy(out, o, plain, i, e - i)
         o += e - i
         i = e
         if iv + 1 < n_ivl:
             sep = raw_start[iv + 1] - raw_end[iv]
-            out[o:o + sep] = seg[raw_end[iv]:raw_start[iv + 1]]
+            _copy(out, o, seg, raw_end[iv], sep)
             o += sep
     return out[:o]
 
@@ -447,5 +456,5 @@ def rewrite_scan(units: ScanUnits, src: np.ndarray) -> bytes:
     if status:
         raise FormatError("internal error: a restart interval changed its bit length")
     plain = plain[:units.ivl_end[-1]]
-    return _stuff(plain, np.flatnonzero(plain == 0xFF), units.seg, units.ivl_end, units.raw_start, units.raw_end,
+    return _stuff(plain, ff_offsets(plain, plain.size), units.seg, units.ivl_end, units.raw_start, units.raw_end,
                   units.n_ivl).tobytes()
