@@ -176,26 +176,25 @@ def _make_prefetch(write: int):
     return prefetch
 
 
-@functools.lru_cache(maxsize=None)
-def _make_copy(nbytes: int):
-    @intrinsic
-    def copy(typingctx, src, src_off, dst, dst_off):
-        """Copy nbytes (a constant of the intrinsic) from src + src_off to dst + dst_off as one vector load and
-        store (uint8 pointers; unchecked, like the transform)."""
-        for a in (src, dst):
-            if not (isinstance(a, types.CPointer) and a.dtype == types.uint8):
-                return None
-        sig = types.void(src, types.int64, dst, types.int64)
+@intrinsic
+def copy_fixed(typingctx, src, src_off, dst, dst_off, nbytes):
+    """Copy nbytes, a compile-time constant, from src + src_off to dst + dst_off (uint8 pointers) as one
+    vector load and store (a loop of constant length stays a byte loop here: 4x slower for block rows).
+    Unchecked, like the transform."""
+    for a in (src, dst):
+        if not (isinstance(a, types.CPointer) and a.dtype == types.uint8):
+            return None
+    if not isinstance(nbytes, types.IntegerLiteral):
+        return None
+    vec = ir.VectorType(ir.IntType(8), nbytes.literal_value).as_pointer()
+    sig = types.void(src, types.int64, dst, types.int64, nbytes)
 
-        def codegen(context, builder, signature, args):
-            vec = ir.VectorType(ir.IntType(8), nbytes).as_pointer()
-            v = builder.load(builder.bitcast(builder.gep(args[0], [args[1]]), vec), align=1)
-            builder.store(v, builder.bitcast(builder.gep(args[2], [args[3]]), vec), align=1)
-            return context.get_dummy_value()
+    def codegen(context, builder, signature, args):
+        v = builder.load(builder.bitcast(builder.gep(args[0], [args[1]]), vec), align=1)
+        builder.store(v, builder.bitcast(builder.gep(args[2], [args[3]]), vec), align=1)
+        return context.get_dummy_value()
 
-        return sig, codegen
-
-    return copy
+    return sig, codegen
 
 
 prefetch = _make_prefetch(0)
@@ -223,31 +222,36 @@ def _prefetch_block(p, at, stride, rows, row_bytes, write=False):
                 prefetch(p, at + y * stride + min(b, row_bytes - 1))
 
 
+# The kernels take the block size and the bytes a pixel as compile-time constants (`_kernels`), so the
+# sub-block loops unroll and every offset inside a block is a constant multiple of a stride: the keyed moves
+# of a 1080p frame take 0.53 instead of 0.80 ms with the data in cache. Buffers travel as raw pointers
+# (`ptr`), which numba does not reference-count.
+
+
+@numba.njit(cache=True, inline="always")
+def _sub_blocks(sp, s0, s_stride, dp, d0, d_stride, d, case, m, sr, sc, bs, nch):
+    """One block of ns x ns sub-blocks: output sub-block (Y, X) is the keyed transform of source sub-block
+    (sr[d, Y, X], sc[d, Y, X]) (tables flattened), the block-level map being the same dihedral map on the
+    sub-block grid."""
+    ns = bs // SUB
+    for sy in range(ns):
+        for sx in range(ns):
+            q = (d * ns + sy) * ns + sx
+            s = s0 + sr[q] * SUB * s_stride + sc[q] * (SUB * nch)
+            t = d0 + sy * SUB * d_stride + sx * (SUB * nch)
+            if nch == 3:
+                transform_rgb(sp, s, s_stride, dp, t, d_stride, case, m)
+            else:
+                transform_gray(sp, s, s_stride, dp, t, d_stride, case, m)
+
+
 @functools.lru_cache(maxsize=None)
 def _kernels(bs: int, nch: int):
-    """Stage 1's kernels compiled for one block size and pixel size (`to_tiles`, `move`, `permute_in_place`
-    below call them). With both known to the compiler the sub-block loops unroll and every offset inside a
-    block is a constant multiple of a stride: the keyed moves of a 1080p frame take 0.53 instead of 0.80 ms
-    with the data in cache. Buffers travel as raw pointers (`ptr`), which numba does not reference-count."""
-    ns = bs // SUB
+    """The kernels compiled for one block size and bytes a pixel (to_tiles, move, permute_in_place). They
+    close over plain ints only, so numba caches one version per pair (a closure over another compiled
+    function or an intrinsic would be compiled again in every process)."""
     blk = bs * nch  # bytes in a block row
     tile = bs * blk  # bytes in a block
-    copy_row = _make_copy(blk)
-
-    @numba.njit(cache=True, inline="always")
-    def sub_blocks(sp, s0, s_stride, dp, d0, d_stride, d, case, m, sr, sc):
-        """One block of ns x ns sub-blocks: output sub-block (Y, X) is the keyed transform of source
-        sub-block (sr[d, Y, X], sc[d, Y, X]) (tables flattened), the block-level map being the same
-        dihedral map on the sub-block grid."""
-        for sy in range(ns):
-            for sx in range(ns):
-                q = (d * ns + sy) * ns + sx
-                s = s0 + sr[q] * SUB * s_stride + sc[q] * (SUB * nch)
-                t = d0 + sy * SUB * d_stride + sx * (SUB * nch)
-                if nch == 3:
-                    transform_rgb(sp, s, s_stride, dp, t, d_stride, case, m)
-                else:
-                    transform_gray(sp, s, s_stride, dp, t, d_stride, case, m)
 
     @numba.njit(cache=True)
     def to_tiles(img, tiles, h, w, wp):
@@ -259,7 +263,7 @@ def _kernels(bs: int, nch: int):
                 _prefetch_block(tp, (j + TILE_WRITE_AHEAD) * tile, tile, 1, tile, True)
             if ix + bs <= w:  # rows past the true height repeat its last row
                 for y in range(bs):
-                    copy_row(ip, (min(iy + y, h - 1) * w + ix) * nch, tp, j * tile + y * blk)
+                    copy_fixed(ip, (min(iy + y, h - 1) * w + ix) * nch, tp, j * tile + y * blk, blk)
             else:
                 for y in range(bs):
                     r = min(iy + y, h - 1) * w
@@ -289,8 +293,8 @@ def _kernels(bs: int, nch: int):
                 if ahead % stride == 0:
                     ahead += band - stride
             d = maps[k]
-            sub_blocks(tp, perm[k] * tile, blk, gp, at, stride, d, d * 6 + order[k],
-                       np.uint8(255) if negate[k] else np.uint8(0), sr, sc)
+            _sub_blocks(tp, perm[k] * tile, blk, gp, at, stride, d, d * 6 + order[k],
+                        np.uint8(255) if negate[k] else np.uint8(0), sr, sc, bs, nch)
             at += blk
             if at % stride == 0:
                 at += band - stride
@@ -307,7 +311,7 @@ def _kernels(bs: int, nch: int):
                 continue
             at0 = ((t0 // bx) * bs * wp + (t0 % bx) * bs) * nch
             for y in range(bs):
-                first[y * blk: (y + 1) * blk] = grid[at0 + y * stride: at0 + y * stride + blk]
+                copy_fixed(gp, at0 + y * stride, fp, y * blk, blk)
             ahead = t0
             for _ in range(AHEAD):
                 ahead = src_of[ahead]
@@ -321,10 +325,10 @@ def _kernels(bs: int, nch: int):
                 case, m = d * 6 + order[t], np.uint8(255) if negate[t] else np.uint8(0)
                 at = ((t // bx) * bs * wp + (t % bx) * bs) * nch
                 if s == t0:
-                    sub_blocks(fp, 0, blk, gp, at, stride, d, case, m, sr, sc)
+                    _sub_blocks(fp, 0, blk, gp, at, stride, d, case, m, sr, sc, bs, nch)
                     break
-                sub_blocks(gp, ((s // bx) * bs * wp + (s % bx) * bs) * nch, stride, gp, at, stride, d, case, m,
-                           sr, sc)
+                _sub_blocks(gp, ((s // bx) * bs * wp + (s % bx) * bs) * nch, stride, gp, at, stride, d, case, m,
+                            sr, sc, bs, nch)
                 t = s
 
     return to_tiles, move, permute_in_place
@@ -332,9 +336,9 @@ def _kernels(bs: int, nch: int):
 
 def to_tiles(img: np.ndarray, tiles: np.ndarray, h: int, w: int, wp: int, bs: int, nch: int) -> None:
     """Copy the true-size image (h x w, flat) into block-major tiles of the padded grid (tile j holds image
-    block j, contiguous): whole blocks a row at a time (one vector load and store), blocks that cross the
-    true size with edge replication (that is the padding). Walks the image in order, so a frame that
-    comes in cold from memory streams in; the tiles are prefetched for writing TILE_WRITE_AHEAD tiles ahead."""
+    block j, contiguous): whole blocks a row at a time, blocks that cross the true size with edge
+    replication (that is the padding). Walks the image in order, so a frame that comes in cold from memory
+    streams in; the tiles are prefetched for writing TILE_WRITE_AHEAD tiles ahead."""
     _kernels(bs, nch)[0](img, tiles, h, w, wp)
 
 
