@@ -90,3 +90,24 @@ def test_transform_compiles_to_neon_shuffles_for_jetson(nch):
     cases = 48 if nch == 3 else 8
     assert ops.count("tbl") >= cases  # at least one table shuffle per case
     assert len(ops) < 150 * cases  # about 90-100 instructions an 8x8 sub-block (a byte loop would be ~400)
+
+
+def test_stage1_kernels_load_from_numba_cache_in_a_new_process():
+    """The per-block-size kernels are closures; one over anything but plain ints would be compiled again in
+    every process (17 s before a stream's first frame). The second of two processes must find all of them in
+    numba's cache."""
+    import subprocess
+    import sys
+
+    script = (
+        "import numpy as np\n"
+        "from rdec.secure_jpeg import block_simd, ecea\n"
+        "img = np.random.default_rng(0).integers(0, 256, (40, 56, 3), dtype=np.uint8)\n"
+        "ecea.decrypt(ecea.encrypt(img, b'k' * 32, block=16), b'k' * 32)\n"
+        "print(sum(sum(f.stats.cache_misses.values()) for f in block_simd._kernels(16, 3)))\n"
+    )
+    runs = [subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=600)
+            for _ in range(2)]
+    for r in runs:
+        assert r.returncode == 0, r.stderr
+    assert runs[1].stdout.split()[-1] == "0", runs[1].stdout
