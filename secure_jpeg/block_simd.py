@@ -141,9 +141,9 @@ def _make(nch: int):
 
 @intrinsic
 def ptr(typingctx, arr):
-    """The data pointer of a C-contiguous array. The kernels pass buffers around as raw pointers: numba
+    """The data pointer of a flat contiguous array. The kernels pass buffers around as raw pointers: numba
     counts references to arrays handed to an inlined function, two atomic calls per array per block."""
-    if not (isinstance(arr, types.Array) and arr.layout == "C"):
+    if not (isinstance(arr, types.Array) and arr.ndim == 1 and arr.layout == "C"):
         return None
     sig = types.CPointer(arr.dtype)(arr)
 
@@ -245,6 +245,20 @@ def _sub_blocks(sp, s0, s_stride, dp, d0, d_stride, d, case, m, sr, sc, bs, nch)
                 transform_gray(sp, s, s_stride, dp, t, d_stride, case, m)
 
 
+@numba.njit(cache=True, inline="always")
+def _grid_at(k, bx, bs, wp, nch):
+    """Byte offset of block k (raster order, bx blocks a row) in a grid wp pixels wide."""
+    return ((k // bx) * bs * wp + (k % bx) * bs) * nch
+
+
+@numba.njit(cache=True, inline="always")
+def _next_block(at, blk, stride, band):
+    """The byte offset of the next block in raster order after the block at `at` (blk bytes a block row,
+    stride bytes a grid row, band bytes a row of blocks): grids are walked in order without a division."""
+    at += blk
+    return at + band - stride if at % stride == 0 else at
+
+
 @functools.lru_cache(maxsize=None)
 def _kernels(bs: int, nch: int):
     """The kernels compiled for one block size and bytes a pixel (to_tiles, move, permute_in_place). They
@@ -283,21 +297,17 @@ def _kernels(bs: int, nch: int):
         n = perm.size
         tp, gp, sr, sc = ptr(tiles), ptr(grid), ptr(sub_row), ptr(sub_col)
         at = 0  # block k's first byte in the grid, and block k + WRITE_AHEAD's
-        ahead = (WRITE_AHEAD * bs // wp) * band + (WRITE_AHEAD * bs % wp) * nch
+        ahead = _grid_at(WRITE_AHEAD, wp // bs, bs, wp, nch)
         for k in range(n):
             if k + AHEAD < n:
                 _prefetch_block(tp, perm[k + AHEAD] * tile, tile, 1, tile)
             if k + WRITE_AHEAD < n:
                 _prefetch_block(gp, ahead, stride, bs, blk, True)
-                ahead += blk
-                if ahead % stride == 0:
-                    ahead += band - stride
+                ahead = _next_block(ahead, blk, stride, band)
             d = maps[k]
             _sub_blocks(tp, perm[k] * tile, blk, gp, at, stride, d, d * 6 + order[k],
                         np.uint8(255) if negate[k] else np.uint8(0), sr, sc, bs, nch)
-            at += blk
-            if at % stride == 0:
-                at += band - stride
+            at = _next_block(at, blk, stride, band)
 
     @numba.njit(cache=True)
     def permute_in_place(grid, wp, src_of, maps, order, negate, sub_row, sub_col):
@@ -309,7 +319,7 @@ def _kernels(bs: int, nch: int):
         for t0 in range(src_of.size):
             if done[t0]:
                 continue
-            at0 = ((t0 // bx) * bs * wp + (t0 % bx) * bs) * nch
+            at0 = _grid_at(t0, bx, bs, wp, nch)
             for y in range(bs):
                 copy_fixed(gp, at0 + y * stride, fp, y * blk, blk)
             ahead = t0
@@ -319,16 +329,15 @@ def _kernels(bs: int, nch: int):
             while True:
                 done[t] = True
                 ahead = src_of[ahead]
-                _prefetch_block(gp, ((ahead // bx) * bs * wp + (ahead % bx) * bs) * nch, stride, bs, blk)
+                _prefetch_block(gp, _grid_at(ahead, bx, bs, wp, nch), stride, bs, blk)
                 s = src_of[t]
                 d = maps[t]
                 case, m = d * 6 + order[t], np.uint8(255) if negate[t] else np.uint8(0)
-                at = ((t // bx) * bs * wp + (t % bx) * bs) * nch
+                at = _grid_at(t, bx, bs, wp, nch)
                 if s == t0:
                     _sub_blocks(fp, 0, blk, gp, at, stride, d, case, m, sr, sc, bs, nch)
                     break
-                _sub_blocks(gp, ((s // bx) * bs * wp + (s % bx) * bs) * nch, stride, gp, at, stride, d, case, m,
-                            sr, sc, bs, nch)
+                _sub_blocks(gp, _grid_at(s, bx, bs, wp, nch), stride, gp, at, stride, d, case, m, sr, sc, bs, nch)
                 t = s
 
     return to_tiles, move, permute_in_place

@@ -46,9 +46,10 @@ def _apply_raw(src, dst):
     block_simd.transform_rgb(src, 0, 24, dst, 0, 24, 0, np.uint8(0))
 
 
-def test_only_uint8_pointers_of_contiguous_arrays_type_check():
+def test_only_uint8_pointers_of_flat_contiguous_arrays_type_check():
     good = np.zeros(8 * 24, dtype=np.uint8)
-    for bad in (np.zeros(8 * 24, dtype=np.int64), np.zeros(2 * 8 * 24, dtype=np.uint8)[::2]):
+    for bad in (np.zeros(8 * 24, dtype=np.int64), np.zeros(2 * 8 * 24, dtype=np.uint8)[::2],
+                np.zeros((8, 24), dtype=np.uint8)):
         with pytest.raises(numba.core.errors.TypingError):
             _apply_rgb(bad, 0, 24, good, 0, 24, 0, np.uint8(0))
     with pytest.raises(numba.core.errors.TypingError):  # an array itself, not its pointer
