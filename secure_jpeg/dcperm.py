@@ -36,53 +36,59 @@ def _runs(comp, ivl, diff, bpm):
     """Order blocks by component (stable), then split into maximal same-class runs; the draw bounds.
 
     Branch-free: the signs of DC differences are close to random and runs are short, so branches (or
-    loops) on them would be mispredicted about every other block.
+    loops) on them would be mispredicted about every other block. A backward pass finds where each block's
+    run ends, a forward pass where it starts; those give every draw.
     """
+    u = np.uint64  # unsigned indices: no negative-index test on each access
     n = comp.size
-    # Every MCU has the same bpm slots, in scan order (comp[:bpm]), so the component order puts block
-    # m * bpm + j at a place computed from its slot j (a counting sort chains every block through memory).
-    order = np.empty(n, dtype=np.int32)
     n_mcu = n // bpm
+    # Every MCU has the same bpm slots, in scan order (comp[:bpm]), so the component order puts block
+    # m * bpm + j at a place computed from its slot j (a counting sort chains every block through memory);
+    # each block's class packs its component, restart interval and sign class.
+    order = np.empty(n, dtype=np.int32)
+    cls = np.empty(n, dtype=np.int64)
     for j in range(bpm):
         c = comp[j]
-        before = 0
+        at, step = 0, 0
         for i in range(bpm):
-            before += comp[i] < c
-        rank = 0
-        for i in range(j):
-            rank += comp[i] == c
-        count = 0
-        for i in range(bpm):
-            count += comp[i] == c
+            if comp[i] < c:
+                at += n_mcu  # every MCU's block of that slot comes first
+            elif comp[i] == c:
+                at += i < j
+                step += 1
         for m in range(n_mcu):
-            order[before * n_mcu + m * count + rank] = m * bpm + j
-    # A run starts where the component, the restart interval or the sign class changes.
-    start = np.empty(n + 1, dtype=np.int64)
-    run = np.empty(n, dtype=np.int32)
-    nruns = 0
-    prev = np.int64(-1)
-    for i in range(n):
-        b = order[i]
-        cls = (np.int64(comp[b]) << 33) | (np.int64(ivl[b]) << 1) | np.int64(diff[b] < 0)
-        start[nruns] = i
-        nruns += cls != prev
-        run[i] = nruns - 1
-        prev = cls
-    start[nruns] = n
-    length = start[1:nruns + 1] - start[:nruns]
+            b = u(m * bpm + j)
+            q = u(at + m * step)
+            order[q] = b
+            cls[q] = (np.int64(c) << 33) | (np.int64(ivl[b]) << 1) | np.int64(diff[b] < 0)
+    end = np.empty(n, dtype=np.int32)  # one past the last block of the run of block i
+    e = n
+    for i in range(n - 1, 0, -1):
+        end[i] = e
+        e = i if cls[i] != cls[i - 1] else e
+    if n:
+        end[0] = e
     # Fisher-Yates on a run of length L at `base` draws below L, L-1, ..., 2, swapping down from
     # base + L - 1, base + L - 2, ...: the j-th element of the run gives the j-th draw, if j < L - 1.
+    start = np.empty(n + 1, dtype=np.int64)
     bounds = np.empty(n + 1, dtype=np.int64)
     swap_at = np.empty(n + 1, dtype=np.int32)
+    nruns = 0
     d = 0
+    base = 0
+    prev = np.int64(-1)
     for i in range(n):
-        base = start[run[i]]
-        L = length[run[i]]
-        j = i - base
-        bounds[d] = L - j
-        swap_at[d] = base + L - 1 - j
-        d += j < L - 1
-    return order, start[:nruns], length, bounds[:d], swap_at[:d]
+        new = cls[i] != prev
+        prev = cls[i]
+        base = i if new else base
+        start[nruns] = i
+        nruns += new
+        ei = np.int64(end[i])
+        bounds[d] = ei - i
+        swap_at[d] = ei - 1 - (i - base)
+        d += i < ei - 1
+    start[nruns] = n
+    return order, start[:nruns], start[1:nruns + 1] - start[:nruns], bounds[:d], swap_at[:d]
 
 
 def same_sign_runs(units: ScanUnits) -> Runs:
@@ -97,22 +103,20 @@ def same_sign_runs(units: ScanUnits) -> Runs:
 def _source_map(order, bounds, swap_at, draws, inverse):
     """Block k takes the DC unit of block src[k]: a keyed Fisher-Yates permutation inside every run, all
     runs' swaps in one flat loop (each swap stays inside its run)."""
-    n = order.size
-    at = np.arange(n, dtype=np.int32)
+    u = np.uint64  # unsigned indices: no negative-index test on each access
+    at = order.copy()  # the run positions' blocks, swapped
     for d in range(draws.size):
-        i = swap_at[d]
-        j = i - bounds[d] + 1 + draws[d]
+        i = u(swap_at[d])
+        j = u(i - bounds[d] + 1 + draws[d])
         t = at[i]
         at[i] = at[j]
         at[j] = t
-    src = np.empty(n, dtype=np.int32)
-    for q in range(n):
-        a = order[q]
-        b = order[at[q]]
+    src = np.empty(order.size, dtype=np.int32)
+    for q in range(order.size):
         if inverse:
-            src[b] = a
+            src[u(at[q])] = order[q]
         else:
-            src[a] = b
+            src[u(order[q])] = at[q]
     return src
 
 
