@@ -26,7 +26,7 @@ from llvmlite import ir
 from numba import types
 from numba.core.extending import intrinsic
 
-SUB = 8  # sub-block side, in pixels
+SUB = 8  # the smallest sub-block side, in pixels (blocks of 16 and 32 move as 16x16 sub-blocks, see `side_of`)
 CHANNEL_ORDERS = ((0, 1, 2), (0, 2, 1), (1, 0, 2), (1, 2, 0), (2, 0, 1), (2, 1, 0))
 
 
@@ -43,61 +43,99 @@ def dihedral(d: int, last: int) -> tuple[int, ...]:
     return last - f0, 0, -fs, 0, 1, 0
 
 
-_ZIP_LO = [0, 8, 1, 9, 2, 10, 3, 11]
-_ZIP_HI = [4, 12, 5, 13, 6, 14, 7, 15]
+def side_of(bs: int) -> int:
+    """The sub-block side a block of bs pixels moves in: 16 for blocks of 16 and 32 (a 16-pixel row is one
+    48-byte vector, half the loads, shuffles and stores of two 8-pixel ones), else 8."""
+    return 16 if bs % 16 == 0 else SUB
 
 
-def _case_plan(d: int, o: int, nch: int) -> tuple[bool, list[int], list[int], list[int]]:
+def _zips(side: int) -> tuple[list[int], list[int]]:
+    """Masks interleaving the first (second) halves of two side-lane vectors."""
+    half = side // 2
+    return ([j for i in range(half) for j in (i, side + i)], [j for i in range(half, side) for j in (i, side + i)])
+
+
+def _case_plan(d: int, o: int, nch: int, side: int = SUB) -> tuple[bool, list[int], list[int], list[int]]:
     """(transposed, source row loaded as vector i, output row y -> stored vector, byte mask of the final
-    shuffle) for map d and channel order o; for rows, vector i is output row i's source row."""
-    a0, ay, ax, b0, by, bx = dihedral(d, SUB - 1)
+    shuffle) for map d and channel order o on a side x side sub-block; for rows, vector i is output row i's
+    source row."""
+    a0, ay, ax, b0, by, bx = dihedral(d, side - 1)
     order = CHANNEL_ORDERS[o] if nch == 3 else (0,)
     if ax == 0:  # rows stay rows: output row y is source row a0 + ay*y, pixel x its pixel b0 + bx*x
-        mask = [nch * (b0 + bx * x) + order[c] for x in range(SUB) for c in range(nch)]
-        return False, [a0 + ay * y for y in range(SUB)], list(range(SUB)), mask
+        mask = [nch * (b0 + bx * x) + order[c] for x in range(side) for c in range(nch)]
+        return False, [a0 + ay * y for y in range(side)], list(range(side)), mask
     # Load L_i = source row a0 + ax*i; the transpose T has T[j][i] = L_i[j], and output pixel (y, x) is
     # source (a0 + ax*x, b0 + by*y) = L_x[b0 + by*y] = T[b0 + by*y][x].
-    mask = [4 * x + order[c] for x in range(SUB) for c in range(nch)]
-    return True, [a0 + ax * i for i in range(SUB)], [b0 + by * y for y in range(SUB)], mask
+    mask = [4 * x + order[c] for x in range(side) for c in range(nch)]
+    return True, [a0 + ax * i for i in range(side)], [b0 + by * y for y in range(side)], mask
 
 
 def _consts(values: list[int]) -> ir.Constant:
     return ir.Constant(ir.VectorType(ir.IntType(32), len(values)), values)
 
 
-def _emit_case(builder, src, src_stride, dst, dst_stride, m, d, o, nch):
+def _pieces(n: int) -> list[int]:
+    """n bytes as power-of-two pieces, largest first (48 = 32 + 16, 24 = 16 + 8)."""
+    return [1 << b for b in range(n.bit_length() - 1, -1, -1) if n >> b & 1]
+
+
+def _emit_case(builder, src, src_stride, dst, dst_stride, m, d, o, nch, side):
+    """A row of n = side * nch bytes travels as a vector of the next power of two, loaded and stored as
+    power-of-two pieces: shuffles with an odd-sized result (24 or 48 bytes) would be split byte by byte."""
     i8, i32, i64 = ir.IntType(8), ir.IntType(32), ir.IntType(64)
-    row = ir.VectorType(i8, SUB * nch)
-    transposed, load_rows, store_rows, mask = _case_plan(d, o, nch)
+    n = side * nch
+    width = 1 << (n - 1).bit_length()
+    transposed, load_rows, store_rows, mask = _case_plan(d, o, nch, side)
 
-    def at(base, stride, r):  # row r's bytes as a vector pointer
-        return builder.bitcast(builder.gep(base, [builder.mul(stride, ir.Constant(i64, r))]), row.as_pointer())
+    def at(base, stride, r, off, size):  # bytes off.. of row r as a vector pointer
+        p = builder.gep(base, [builder.add(builder.mul(stride, ir.Constant(i64, r)), ir.Constant(i64, off))])
+        return builder.bitcast(p, ir.VectorType(i8, size).as_pointer())
 
-    rows = [builder.load(at(src, src_stride, r), align=1) for r in load_rows]
+    def load(r):
+        v, off = None, 0
+        for size in _pieces(n):
+            piece = builder.load(at(src, src_stride, r, off, size), align=1)
+            if v is None:
+                v = piece
+            else:  # append the piece: widen it to v's size, then concatenate the two
+                grown = builder.shuffle_vector(piece, piece, _consts([i % size for i in range(off)]))
+                v = builder.shuffle_vector(v, grown, _consts(list(range(off + size)) + [0] * (2 * off - off - size)))
+            off += size
+        return builder.shuffle_vector(v, v, _consts([i % off for i in range(width)])) if off < width else v
+
+    def store(v, y):
+        off = 0
+        for size in _pieces(n):
+            piece = builder.shuffle_vector(v, v, _consts(list(range(off, off + size))))
+            builder.store(piece, at(dst, dst_stride, y, off, size), align=1)
+            off += size
+
+    rows = [load(r) for r in load_rows]
     if transposed:
-        widen = _consts([nch * (b // 4) + (b % 4 if b % 4 < nch else 0) for b in range(4 * SUB)])
-        v = [builder.bitcast(builder.shuffle_vector(r, r, widen), ir.VectorType(i32, SUB)) for r in rows]
-        for _ in range(3):  # three rounds of zips transpose an 8x8 matrix
+        widen = _consts([nch * (b // 4) + (b % 4 if b % 4 < nch else 0) for b in range(4 * side)])
+        v = [builder.bitcast(builder.shuffle_vector(r, r, widen), ir.VectorType(i32, side)) for r in rows]
+        lo, hi = _zips(side)
+        for _ in range(side.bit_length() - 1):  # log2(side) rounds of zips transpose the matrix
             w = []
-            for i in range(SUB // 2):
-                w += [builder.shuffle_vector(v[i], v[i + 4], _consts(_ZIP_LO)),
-                      builder.shuffle_vector(v[i], v[i + 4], _consts(_ZIP_HI))]
+            for i in range(side // 2):
+                w += [builder.shuffle_vector(v[i], v[i + side // 2], _consts(lo)),
+                      builder.shuffle_vector(v[i], v[i + side // 2], _consts(hi))]
             v = w
-        rows = [builder.bitcast(t, ir.VectorType(i8, 4 * SUB)) for t in v]
-        out = {y: rows[store_rows[y]] for y in range(SUB)}
+        rows = [builder.bitcast(t, ir.VectorType(i8, 4 * side)) for t in v]
+        out = {y: rows[store_rows[y]] for y in range(side)}
     else:
-        out = {y: rows[y] for y in range(SUB)}
-    splat = builder.insert_element(ir.Constant(row, None), m, ir.Constant(i32, 0))
-    splat = builder.shuffle_vector(splat, splat, _consts([0] * (SUB * nch)))
-    for y in range(SUB):
-        r = builder.xor(builder.shuffle_vector(out[y], out[y], _consts(mask)), splat)
-        builder.store(r, at(dst, dst_stride, y), align=1)
+        out = {y: rows[y] for y in range(side)}
+    splat = builder.insert_element(ir.Constant(ir.VectorType(i8, width), None), m, ir.Constant(i32, 0))
+    splat = builder.shuffle_vector(splat, splat, _consts([0] * width))
+    full = _consts(mask + [0] * (width - n))
+    for y in range(side):
+        store(builder.xor(builder.shuffle_vector(out[y], out[y], full), splat), y)
 
 
-def emit_transform(builder, src, src_stride, dst, dst_stride, case, m, nch):
-    """Emit the transform at the builder's position: a `switch` on case (d * 6 + o) over every map and
-    channel order, an unknown case trapping; the builder is left after it. src and dst point at the
-    sub-blocks' first bytes."""
+def emit_transform(builder, src, src_stride, dst, dst_stride, case, m, nch, side=SUB):
+    """Emit the transform of a side x side sub-block at the builder's position: a `switch` on case (d * 6 + o)
+    over every map and channel order, an unknown case trapping; the builder is left after it. src and dst
+    point at the sub-blocks' first bytes."""
     fn = builder.function
     end, bad = fn.append_basic_block("sub_end"), fn.append_basic_block("sub_bad")
     switch = builder.switch(case, bad)
@@ -111,32 +149,34 @@ def emit_transform(builder, src, src_stride, dst, dst_stride, case, m, nch):
             bb = fn.append_basic_block(f"sub_{d}_{o}")
             switch.add_case(ir.Constant(ir.IntType(64), d * 6 + o), bb)
             builder.position_at_end(bb)
-            _emit_case(builder, src, src_stride, dst, dst_stride, m, d, o, nch)
+            _emit_case(builder, src, src_stride, dst, dst_stride, m, d, o, nch, side)
             builder.branch(end)
     builder.position_at_end(end)
 
 
-def _make(nch: int):
-    @intrinsic
-    def transform(typingctx, src, src_off, src_stride, dst, dst_off, dst_stride, case, m):
-        """dst sub-block (at byte dst_off, rows dst_stride bytes apart) = case (d * 6 + o) applied to the
-        src sub-block, every byte XOR m. src and dst are uint8 pointers (`ptr` of a buffer); the loads and
-        stores are unchecked, so the caller keeps all 8 rows inside both buffers (blocks._run sizes every
-        buffer). An unknown case traps (it cannot be drawn: that would be a bug, not a wrong pixel)."""
-        for a in (src, dst):
-            if not (isinstance(a, types.CPointer) and a.dtype == types.uint8):
-                return None
-        sig = types.void(src, types.int64, types.int64, dst, types.int64, types.int64, types.int64, types.uint8)
+@intrinsic
+def transform(typingctx, src, src_off, src_stride, dst, dst_off, dst_stride, case, m, nch, side):
+    """dst sub-block (at byte dst_off, rows dst_stride bytes apart) = case (d * 6 + o) applied to the side x
+    side src sub-block of nch bytes a pixel, every byte XOR m. nch and side are compile-time constants, so
+    only that variant is emitted. src and dst are uint8 pointers (`ptr` of a buffer); the loads and stores
+    are unchecked, so the caller keeps all rows inside both buffers (blocks._run sizes every buffer). An
+    unknown case traps (it cannot be drawn: that would be a bug, not a wrong pixel)."""
+    for a in (src, dst):
+        if not (isinstance(a, types.CPointer) and a.dtype == types.uint8):
+            return None
+    if not (isinstance(nch, types.IntegerLiteral) and nch.literal_value in (1, 3)
+            and isinstance(side, types.IntegerLiteral) and side.literal_value in (SUB, 16)):
+        return None
+    sig = types.void(src, types.int64, types.int64, dst, types.int64, types.int64, types.int64, types.uint8, nch,
+                     side)
 
-        def codegen(context, builder, signature, args):
-            a_src, s_off, s_stride, a_dst, d_off, d_stride, k, mm = args
-            emit_transform(builder, builder.gep(a_src, [s_off]), s_stride, builder.gep(a_dst, [d_off]), d_stride, k,
-                           mm, nch)
-            return context.get_dummy_value()
+    def codegen(context, builder, signature, args):
+        a_src, s_off, s_stride, a_dst, d_off, d_stride, k, mm = args[:8]
+        emit_transform(builder, builder.gep(a_src, [s_off]), s_stride, builder.gep(a_dst, [d_off]), d_stride, k,
+                       mm, nch.literal_value, side.literal_value)
+        return context.get_dummy_value()
 
-        return sig, codegen
-
-    return transform
+    return sig, codegen
 
 
 @intrinsic
@@ -201,8 +241,6 @@ prefetch = _make_prefetch(0)
 prefetch_write = _make_prefetch(1)
 
 
-transform_rgb = _make(3)
-transform_gray = _make(1)
 
 
 AHEAD = 4  # blocks the keyed walks prefetch ahead: 2 to 8 do alike, none is 1.3x slower on a cold frame
@@ -229,20 +267,17 @@ def _prefetch_block(p, at, stride, rows, row_bytes, write=False):
 
 
 @numba.njit(cache=True, inline="always")
-def _sub_blocks(sp, s0, s_stride, dp, d0, d_stride, d, case, m, sr, sc, bs, nch):
-    """One block of ns x ns sub-blocks: output sub-block (Y, X) is the keyed transform of source sub-block
-    (sr[d, Y, X], sc[d, Y, X]) (tables flattened), the block-level map being the same dihedral map on the
-    sub-block grid."""
-    ns = bs // SUB
+def _sub_blocks(sp, s0, s_stride, dp, d0, d_stride, d, case, m, sr, sc, bs, nch, side):
+    """One block of ns x ns sub-blocks of side pixels (side_of(bs)): output sub-block (Y, X) is the keyed
+    transform of source sub-block (sr[d, Y, X], sc[d, Y, X]) (tables flattened), the block-level map being
+    the same dihedral map on the sub-block grid."""
+    ns = bs // side
     for sy in range(ns):
         for sx in range(ns):
             q = (d * ns + sy) * ns + sx
-            s = s0 + sr[q] * SUB * s_stride + sc[q] * (SUB * nch)
-            t = d0 + sy * SUB * d_stride + sx * (SUB * nch)
-            if nch == 3:
-                transform_rgb(sp, s, s_stride, dp, t, d_stride, case, m)
-            else:
-                transform_gray(sp, s, s_stride, dp, t, d_stride, case, m)
+            s = s0 + sr[q] * side * s_stride + sc[q] * (side * nch)
+            t = d0 + sy * side * d_stride + sx * (side * nch)
+            transform(sp, s, s_stride, dp, t, d_stride, case, m, nch, side)
 
 
 @numba.njit(cache=True, inline="always")
@@ -266,6 +301,7 @@ def _kernels(bs: int, nch: int):
     function or an intrinsic would be compiled again in every process)."""
     blk = bs * nch  # bytes in a block row
     tile = bs * blk  # bytes in a block
+    side = side_of(bs)
 
     @numba.njit(cache=True)
     def to_tiles(img, tiles, h, w, wp):
@@ -306,7 +342,7 @@ def _kernels(bs: int, nch: int):
                 ahead = _next_block(ahead, blk, stride, band)
             d = maps[k]
             _sub_blocks(tp, perm[k] * tile, blk, gp, at, stride, d, d * 6 + order[k],
-                        np.uint8(255) if negate[k] else np.uint8(0), sr, sc, bs, nch)
+                        np.uint8(255) if negate[k] else np.uint8(0), sr, sc, bs, nch, side)
             at = _next_block(at, blk, stride, band)
 
     @numba.njit(cache=True)
@@ -334,10 +370,11 @@ def _kernels(bs: int, nch: int):
                 d = maps[t]
                 case, m = d * 6 + order[t], np.uint8(255) if negate[t] else np.uint8(0)
                 at = _grid_at(t, bx, bs, wp, nch)
-                if s == t0:
-                    _sub_blocks(fp, 0, blk, gp, at, stride, d, case, m, sr, sc, bs, nch)
+                last = s == t0  # the cycle's first block, from its copy (one call site: one copy of the code)
+                _sub_blocks(fp if last else gp, 0 if last else _grid_at(s, bx, bs, wp, nch), blk if last else stride,
+                            gp, at, stride, d, case, m, sr, sc, bs, nch, side)
+                if last:
                     break
-                _sub_blocks(gp, _grid_at(s, bx, bs, wp, nch), stride, gp, at, stride, d, case, m, sr, sc, bs, nch)
                 t = s
 
     return to_tiles, move, permute_in_place
@@ -377,7 +414,7 @@ def permute_in_place(grid: np.ndarray, wp: int, bs: int, src_of, maps, order, ne
 @functools.lru_cache(maxsize=None)
 def sub_block_maps(bs: int) -> tuple[np.ndarray, np.ndarray]:
     """Per dihedral map d, the source sub-block (row, column) of output sub-block (Y, X) in a block."""
-    ns = bs // SUB
+    ns = bs // side_of(bs)
     y, x = np.mgrid[0:ns, 0:ns]
     rows, cols = np.empty((8, ns, ns), dtype=np.int64), np.empty((8, ns, ns), dtype=np.int64)
     for d in range(8):
@@ -396,9 +433,10 @@ def _flat_maps(bs: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def reference(block: np.ndarray, d: int, o: int, m: int) -> np.ndarray:
-    """The same transform in plain numpy on one SUB x SUB (x 3) block, for the tests."""
-    a0, ay, ax, b0, by, bx = dihedral(d, SUB - 1)
-    y, x = np.mgrid[0:SUB, 0:SUB]
+    """The same transform in plain numpy on one square (x 3) block, for the tests."""
+    side = block.shape[0]
+    a0, ay, ax, b0, by, bx = dihedral(d, side - 1)
+    y, x = np.mgrid[0:side, 0:side]
     out = block[a0 + ay * y + ax * x, b0 + by * y + bx * x]
     if block.ndim == 3:
         out = out[:, :, list(CHANNEL_ORDERS[o])]
