@@ -87,22 +87,29 @@ def steps_of(img: np.ndarray, key: bytes) -> tuple[list, list]:
     previous one's result."""
     from rdec.runtime.keys import KeyStream
     from rdec.secure_jpeg import blocks, container
-    from rdec.secure_jpeg.dcperm import permute_dc
+    from rdec.secure_jpeg.dcperm import dc_stream, permute_dc
 
     h, w = img.shape[:2]
     nonce = os.urandom(16)
     header = container.Header(container.FLAG_STAGE1, 16, 3, h, w, nonce)
     sealed = ecea.encrypt(img, key, nonce=nonce)
+    keys = {}
+
+    def stage1(_):  # with the subkeys and the stage-2 words, which encrypt makes before the encode
+        keys["dc"], keys["seal"] = dc_stream(key, nonce), container.SealKeys(key, nonce)
+        scrambled = blocks.encrypt_blocks(img, KeyStream(key, nonce, "ecea/stage1"), 16, scratch=True)
+        keys["dc"].prefetch(ecea._dc_units(scrambled.shape, "420") + 16)
+        return scrambled
+
     enc = [
-        ("stage 1 (pixel blocks)", lambda _: blocks.encrypt_blocks(img, KeyStream(key, nonce, "ecea/stage1"), 16,
-                                                                   scratch=True)),
+        ("stage 1 (pixel blocks)", stage1),
         ("encode of the scrambled frame", lambda x: ecea.jpeg_encode(x)),
-        ("stage 2 (DC permutation)", lambda ec: permute_dc(ec, key, nonce)),
-        ("header + HMAC", lambda ece: container.seal(ece, header, key)),
+        ("stage 2 (DC permutation)", lambda ec: permute_dc(ec, keys["dc"])),
+        ("header + HMAC", lambda ece: container.seal(ece, header, keys["seal"])),
     ]
     dec = [
         ("verify header + HMAC", lambda _: container.open_sealed(sealed, key)[1]),
-        ("stage 2 inverse", lambda ece: permute_dc(ece, key, nonce, inverse=True)),
+        ("stage 2 inverse", lambda ece: permute_dc(ece, dc_stream(key, nonce), inverse=True)),
         ("decode of the EC file", lambda ec: ecea.jpeg_decode(ec)),
         ("stage 1 inverse", lambda x: blocks.decrypt_blocks(x, KeyStream(key, nonce, "ecea/stage1"), 16, h, w,
                                                             in_place=True)),

@@ -117,11 +117,20 @@ class KeyStream:
         self._enc = Cipher(algorithms.ChaCha20(k, b"\x00" * 16), mode=None).encryptor()
         self._unread = np.zeros(0, dtype=np.uint32)
 
+    def prefetch(self, n: int) -> None:
+        """Compute the next `n` words now (they are read later as if fetched then): a caller that knows about how
+        many words it will need fetches them while the cipher code is warm in cache."""
+        self._unread = np.concatenate([self._unread, self._fresh(n)])
+
+    def _fresh(self, n: int) -> np.ndarray:
+        return np.frombuffer(self._enc.update(bytes(4 * n)), dtype="<u4").astype(np.uint32, copy=False)
+
     def words(self, n: int) -> np.ndarray:
         """The next `n` keystream words as uint32 (words fetched but not consumed by `below` come first)."""
         head, self._unread = self._unread[:n], self._unread[n:]
-        fresh = np.frombuffer(self._enc.update(bytes(4 * (n - head.size))), dtype="<u4").astype(np.uint32,
-                                                                                                copy=False)
+        if head.size == n:
+            return head
+        fresh = self._fresh(n - head.size)
         return np.concatenate([head, fresh]) if head.size else fresh
 
     def below(self, bounds: np.ndarray) -> np.ndarray:

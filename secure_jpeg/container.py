@@ -51,8 +51,15 @@ class Header:
         return bool(self.flags & FLAG_STAGE1)
 
 
-def _check_value(key: bytes, nonce: bytes) -> bytes:
-    return subkey(key, nonce, "ecea/key-check", CHECK_BYTES)
+class SealKeys:
+    """The subkeys that seal one image: its key-check value and its MAC key (and the key itself, for the
+    metadata cipher). An encryptor derives them before the JPEG encode: derived after it, with the crypto code
+    gone cold from the cache, the same two HKDF calls took 0.1 ms more a 1080p frame."""
+
+    def __init__(self, key: bytes, nonce: bytes):
+        self.key, self.nonce = key, nonce
+        self.check = subkey(key, nonce, "ecea/key-check", CHECK_BYTES)
+        self.mac = subkey(key, nonce, "ecea/mac")
 
 
 def _insert_at(data: bytes) -> int:
@@ -101,17 +108,19 @@ def _take_meta_segments(data: bytes, at: int, key: bytes, nonce: bytes,
     return data[:at] + data[pos:], pieces
 
 
-def seal(jpeg: bytes, header: Header, key: bytes) -> bytes:
+def seal(jpeg: bytes, header: Header, keys: SealKeys) -> bytes:
     """Insert the header segment (and the encrypted metadata, if any) into a JPEG and fill in its HMAC tag."""
+    if keys.nonce != header.nonce:
+        raise ValueError("internal error: the sealing keys belong to another nonce")
     flags = header.flags & ~FLAG_METADATA | (FLAG_METADATA if header.metadata else 0)
     version = VERSION_METADATA if header.metadata else VERSION
     body = IDENT + _FIELDS.pack(version, flags, header.block, header.channels, header.height,
-                                header.width) + header.nonce + _check_value(key, header.nonce)
+                                header.width) + header.nonce + keys.check
     segment = b"\xff" + bytes([MARKER]) + struct.pack(">H", _BODY + 2) + body
     at = _insert_at(jpeg)
-    meta = _meta_segments(header.metadata, key, header.nonce)
+    meta = _meta_segments(header.metadata, keys.key, header.nonce)
     view = memoryview(jpeg)  # the tag is computed over the pieces, so the image is copied only once
-    tag = hmac_sha256(subkey(key, header.nonce, "ecea/mac"), view[:at], segment, bytes(TAG_BYTES), meta, view[at:])
+    tag = hmac_sha256(keys.mac, view[:at], segment, bytes(TAG_BYTES), meta, view[at:])
     return b"".join((view[:at], segment, tag, meta, view[at:]))
 
 
@@ -154,11 +163,12 @@ def open_sealed(data: bytes, key: bytes, verify: bool = True) -> tuple[Header, b
     header = read_header(data)
     check_at = at + SEGMENT_BYTES - TAG_BYTES - CHECK_BYTES
     if verify:
-        if not tags_equal(data[check_at: check_at + CHECK_BYTES], _check_value(key, header.nonce)):
+        keys = SealKeys(key, header.nonce)
+        if not tags_equal(data[check_at: check_at + CHECK_BYTES], keys.check):
             raise WrongKeyError("wrong key: this file was encrypted with a different key")
         tag_at = check_at + CHECK_BYTES
         view = memoryview(data)
-        mac = hmac_sha256(subkey(key, header.nonce, "ecea/mac"), view[:tag_at], bytes(TAG_BYTES),
+        mac = hmac_sha256(keys.mac, view[:tag_at], bytes(TAG_BYTES),
                           view[tag_at + TAG_BYTES:])
         if not tags_equal(data[tag_at: tag_at + TAG_BYTES], mac):
             raise IntegrityError("authentication failed: the file was modified or truncated after encryption")

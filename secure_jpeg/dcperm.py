@@ -120,10 +120,15 @@ def _source_map(order, bounds, swap_at, draws, inverse):
     return src
 
 
-def permute_dc(data: bytes | markers.JpegFile, key: bytes, nonce: bytes, inverse: bool = False) -> bytes:
-    """Permute (or, with inverse=True, restore) the DC units of every scan of a baseline JPEG."""
+def dc_stream(key: bytes, nonce: bytes) -> KeyStream:
+    """The keystream of an image's DC permutation."""
+    return KeyStream(key, nonce, "ecea/stage2-dc")
+
+
+def permute_dc(data: bytes | markers.JpegFile, stream: KeyStream, inverse: bool = False) -> bytes:
+    """Permute (or, with inverse=True, restore) the DC units of every scan of a baseline JPEG; `stream` is the
+    image's `dc_stream`."""
     jpeg = data if isinstance(data, markers.JpegFile) else markers.parse(data)
-    stream = KeyStream(key, nonce, "ecea/stage2-dc")
     pieces, cursor = [], 0
     for scan in jpeg.scans:
         units = analyze_scan(jpeg, scan)

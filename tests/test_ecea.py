@@ -9,7 +9,7 @@ from rdec.runtime.errors import IntegrityError
 from rdec.runtime.keys import KeyStream
 from rdec.secure_jpeg import container, ecea, markers
 from rdec.secure_jpeg.blocks import decrypt_blocks, encrypt_blocks, padded_size
-from rdec.secure_jpeg.dcperm import dc_values, permute_dc, same_sign_runs
+from rdec.secure_jpeg.dcperm import dc_stream, dc_values, permute_dc, same_sign_runs
 from rdec.secure_jpeg.entropy import analyze_scan
 
 cv2 = pytest.importorskip("cv2", reason="OpenCV (dev extra) decodes ECE files in the compatibility tests")
@@ -189,8 +189,8 @@ def test_fresh_nonce_per_encryption(small_photo, key):
 def test_permutation_depends_on_key(photo):
     _, ec = ecea.decrypt_to_jpeg(ecea.encrypt(photo, bytes(32)), bytes(32))
     n = bytes(16)
-    assert permute_dc(ec, bytes(32), n) != permute_dc(ec, bytes(31) + b"\x01", n)
-    assert permute_dc(permute_dc(ec, bytes(32), n), bytes(32), n, inverse=True) == ec
+    assert permute_dc(ec, dc_stream(bytes(32), n)) != permute_dc(ec, dc_stream(bytes(31) + b"\x01", n))
+    assert permute_dc(permute_dc(ec, dc_stream(bytes(32), n)), dc_stream(bytes(32), n), inverse=True) == ec
 
 
 def test_cmyk_jpeg_stage2_decrypts_through_the_fallback_decoder(key):

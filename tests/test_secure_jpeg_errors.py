@@ -11,7 +11,7 @@ from PIL import Image
 from rdec.runtime.errors import (FormatError, InputError, IntegrityError, RdecError, UnsupportedError,
                                  WrongKeyError)
 from rdec.secure_jpeg import ecea, markers
-from rdec.secure_jpeg.dcperm import permute_dc
+from rdec.secure_jpeg.dcperm import dc_stream, permute_dc
 
 
 def pillow_jpeg(img, **kw) -> bytes:
@@ -133,13 +133,13 @@ def test_fuzz_only_typed_errors(files, seed):
                 pass
             # with authentication off the parser itself sees the garbage
             try:
-                permute_dc(bad, key, bytes(16), inverse=True)
+                permute_dc(bad, dc_stream(key, bytes(16)), inverse=True)
             except RdecError:
                 pass
         else:
             try:
-                out = permute_dc(bad, key, bytes(16))
-                assert permute_dc(out, key, bytes(16), inverse=True) == bad
+                out = permute_dc(bad, dc_stream(key, bytes(16)))
+                assert permute_dc(out, dc_stream(key, bytes(16)), inverse=True) == bad
             except RdecError:
                 pass
 
