@@ -244,8 +244,10 @@ prefetch_write = _make_prefetch(1)
 
 
 AHEAD = 4  # blocks the keyed walks prefetch ahead: 2 to 8 do alike, none is 1.3x slower on a cold frame
-WRITE_AHEAD = 16  # grid blocks encryption prefetches for writing: 0.4-0.6 ms of 2.5-2.8 ms on a cold 1080p frame
-TILE_WRITE_AHEAD = 8  # the same for the tiles: 1.08 -> 0.87 ms (prefetching the frame's rows gains nothing)
+# Grid blocks encryption prefetches for writing. 16 gained 0.4-0.6 ms of 2.5-2.8 on a cold 1080p frame on a
+# Xeon (2026-12-03, older kernels); on the EPYC (Zen 4) 8 is 0.07 ms faster end to end than 16, and prefetching
+# the tiles for writing as well was 0.23 ms slower than not (A/B in one process, 2026-12-04).
+WRITE_AHEAD = 8
 
 
 @numba.njit(cache=True, inline="always")
@@ -309,8 +311,6 @@ def _kernels(bs: int, nch: int):
         ip, tp = ptr(img), ptr(tiles)
         iy, ix = 0, 0
         for j in range(n_tiles):
-            if j + TILE_WRITE_AHEAD < n_tiles:
-                _prefetch_block(tp, (j + TILE_WRITE_AHEAD) * tile, tile, 1, tile, True)
             if ix + bs <= w:  # rows past the true height repeat its last row
                 for y in range(bs):
                     copy_fixed(ip, (min(iy + y, h - 1) * w + ix) * nch, tp, j * tile + y * blk, blk)
@@ -384,7 +384,7 @@ def to_tiles(img: np.ndarray, tiles: np.ndarray, h: int, w: int, wp: int, bs: in
     """Copy the true-size image (h x w, flat) into block-major tiles of the padded grid (tile j holds image
     block j, contiguous): whole blocks a row at a time, blocks that cross the true size with edge
     replication (that is the padding). Walks the image in order, so a frame that comes in cold from memory
-    streams in; the tiles are prefetched for writing TILE_WRITE_AHEAD tiles ahead."""
+    streams in (as the tiles are written in order too, the hardware prefetchers need no hints)."""
     _kernels(bs, nch)[0](img, tiles, h, w, wp)
 
 
