@@ -133,19 +133,26 @@ class KeyStream:
         fresh = self._fresh(n - head.size)
         return np.concatenate([head, fresh]) if head.size else fresh
 
+    def run(self, fn, n: int):
+        """fn(words) -> (result, words used) on the keystream from here, given n + 16 words and more while it
+        answers used = -1 (it ran out; its result must depend only on the words, so a retry gives the same);
+        the stream then moves on by the words used. Returns the result."""
+        words = self.words(n + 16)
+        while True:
+            result, used = fn(words)
+            if used >= 0:
+                break
+            words = np.concatenate([words, self.words(n // 8 + 64)])
+        rest = words[used:]  # back in front of any words fetched in advance
+        self._unread = np.concatenate([rest, self._unread]) if self._unread.size else rest
+        return result
+
     def below(self, bounds: np.ndarray) -> np.ndarray:
         """One unbiased uniform integer in [0, b) for each b in `bounds`, in order (rejection sampling)."""
         bounds = np.ascontiguousarray(bounds, dtype=np.int64).ravel()
         if bounds.size and not (1 <= bounds.min() and bounds.max() <= 1 << 32):
             raise ValueError("draw bounds must lie in [1, 2^32]")
-        words = self.words(bounds.size + 16)
-        while True:
-            out, used = _draw_below(words, bounds)
-            if used >= 0:
-                break
-            words = np.concatenate([words, self.words(bounds.size // 8 + 64)])
-        self._unread = words[used:]
-        return out
+        return self.run(lambda words: _draw_below(words, bounds), bounds.size)
 
     def permutation(self, n: int) -> np.ndarray:
         """A uniformly random permutation of range(n) by Fisher-Yates."""
@@ -156,31 +163,33 @@ class KeyStream:
         return fisher_yates(perm, j)
 
 
+@numba.njit(cache=True, inline="always")
+def draw_below(words, i, b):
+    """One unbiased uniform integer in [0, b) from words[i:] by rejection sampling: accept a word
+    w < floor(2^32 / b) * b, then w % b is exactly uniform. That limit exceeds 2^32 - b, so only the top b
+    words need the division that computes it (half the time of computing it for every draw), and a power of
+    two b needs no division at all. Returns (draw, index of the next word), the draw -1 if the words ran out.
+    """
+    top = np.int64(1) << 32
+    while i < words.size:
+        w = np.int64(words[i])
+        i += 1
+        if b & (b - 1) == 0:  # a power of two accepts every word, and w % b is its low bits
+            return w & (b - 1), i
+        if w <= top - b or w < top // b * b:
+            return w % b, i
+    return np.int64(-1), i
+
+
 @numba.njit(cache=True)
 def _draw_below(words, bounds):
-    """Rejection sampling: accept a word w < floor(2^32 / b) * b, then w % b is exactly uniform.
-
-    That limit exceeds 2^32 - b, so only the top b words need the division that computes it (half the
-    time of computing it for every draw), and a power of two b needs no division at all. Returns (draws,
-    words used), or used = -1 if `words` ran out (the caller supplies more and retries; the result depends
-    only on the word sequence, so a retry gives the same draws).
-    """
+    """A draw below each bound in turn; (draws, words used), used = -1 if `words` ran out."""
     out = np.empty(bounds.size, dtype=np.int64)
-    top = np.int64(1) << 32
     i = 0
     for k in range(bounds.size):
-        b = bounds[k]
-        while True:
-            if i >= words.size:
-                return out, -1
-            w = np.int64(words[i])
-            i += 1
-            if b & (b - 1) == 0:  # a power of two accepts every word, and w % b is its low bits
-                out[k] = w & (b - 1)
-                break
-            if w <= top - b or w < top // b * b:
-                out[k] = w % b
-                break
+        out[k], i = draw_below(words, i, bounds[k])
+        if out[k] < 0:
+            return out, -1
     return out, i
 
 

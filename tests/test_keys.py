@@ -65,6 +65,17 @@ def test_draws_equal_plain_rejection_sampling():
     assert stream.below(bounds).tolist() == expected
 
 
+def test_words_fetched_in_advance_give_the_same_draws():
+    """An encryptor fetches words before it knows how many it needs (`prefetch`); draws afterwards, in several
+    calls, must be those of a stream that fetched nothing in advance, as the decryptor's."""
+    bounds = np.array([2, 3, 7, 1000, 2**31 + 1] * 40)
+    ahead, plain = keys.KeyStream(bytes(32), bytes(16), "p"), keys.KeyStream(bytes(32), bytes(16), "p")
+    ahead.prefetch(1000)
+    for part in (bounds[:50], bounds[50:120], bounds[120:]):
+        assert (ahead.below(part) == plain.below(part)).all()
+    assert (ahead.words(5) == plain.words(5)).all()
+
+
 @pytest.mark.parametrize("bad", [[0], [5, -1], [2**32 + 1]])
 def test_draw_bounds_out_of_range_are_refused(bad):
     with pytest.raises(ValueError):
