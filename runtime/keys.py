@@ -156,11 +156,7 @@ class KeyStream:
 
     def permutation(self, n: int) -> np.ndarray:
         """A uniformly random permutation of range(n) by Fisher-Yates."""
-        perm = np.arange(n, dtype=np.int64)
-        if n < 2:
-            return perm
-        j = self.below(np.arange(n, 1, -1))  # j_i in [0, n-i) for i = 0..n-2
-        return fisher_yates(perm, j)
+        return self.run(lambda words: _permutation(words, n), max(n - 1, 0))
 
 
 @numba.njit(cache=True, inline="always")
@@ -193,17 +189,26 @@ def _draw_below(words, bounds):
     return out, i
 
 
-@numba.njit(cache=True)
-def fisher_yates(perm: np.ndarray, draws: np.ndarray) -> np.ndarray:
-    """Apply Fisher-Yates swaps in place: for i = n-1 .. 1 swap perm[i] with perm[draws[n-1-i]] (< i+1)."""
+@numba.njit(cache=True, inline="always")
+def fisher_yates_from(words, w, perm):
+    """Shuffle perm in place by Fisher-Yates drawing from words[w:]: for i = n-1 .. 1 swap perm[i] with
+    perm[j], j drawn below i + 1. Returns the index of the next word, -1 if the words ran out."""
     n = perm.size
     for k in range(n - 1):
         i = n - 1 - k
-        j = draws[k]
+        j, w = draw_below(words, w, i + 1)
+        if j < 0:
+            return -1
         t = perm[i]
         perm[i] = perm[j]
         perm[j] = t
-    return perm
+    return w
+
+
+@numba.njit(cache=True)
+def _permutation(words, n):
+    perm = np.arange(n, dtype=np.int64)
+    return perm, fisher_yates_from(words, 0, perm)
 
 
 def invert_permutation(perm: np.ndarray) -> np.ndarray:

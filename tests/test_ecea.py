@@ -235,3 +235,33 @@ def test_files_with_metadata_are_marked_and_wrong_key_analysis_still_runs(photo,
     assert pixel_mode[container.find(pixel_mode) + 4 + len(container.IDENT)] == container.VERSION
     wrong = ecea.decrypt(ece, bytes(32), verify=False)
     assert wrong.shape == photo.shape and psnr(photo, wrong) < 30
+
+
+@pytest.mark.parametrize("color", [True, False])
+def test_block_key_is_the_permutation_then_the_per_block_draws(color):
+    """The compiled block-key draw gives what drawing each part in turn gives, and asks for more words
+    (used = -1) instead of reading past the ones it has."""
+    from rdec.secure_jpeg.blocks import _draw_block_key, block_key
+
+    n = 300
+    key = block_key(KeyStream(bytes(32), bytes(16), "bk"), n, color)
+    ref = KeyStream(bytes(32), bytes(16), "bk")
+    perm = ref.permutation(n)
+    bounds = [8, 2, 6] if color else [8, 2]
+    rest = [ref.below(np.full(n, b)) for b in bounds]
+    assert (key.perm == perm).all() and (key.dihedral == rest[0]).all() and (key.negate == rest[1]).all()
+    assert (key.order == (rest[2] if color else 0)).all()
+    words = KeyStream(bytes(32), bytes(16), "bk").words(n - 1 + len(bounds) * n - 5)
+    assert _draw_block_key(words, n, len(bounds))[1] == -1
+
+
+def test_dc_source_map_asks_for_more_words_when_short(photo):
+    from rdec.secure_jpeg.dcperm import _source_map
+
+    parsed = markers.parse(ecea.jpeg_encode(photo))
+    u = analyze_scan(parsed, parsed.scans[0])
+    runs = same_sign_runs(u)
+    words = dc_stream(bytes(32), bytes(16)).words(runs.bounds.size + 16)
+    src, used = _source_map(u.comp, u.interval, u.diff, u.blocks_per_mcu, words, False)
+    assert runs.bounds.size <= used <= words.size and sorted(src) == list(range(src.size))
+    assert _source_map(u.comp, u.interval, u.diff, u.blocks_per_mcu, words[:runs.bounds.size - 1], False)[1] == -1
