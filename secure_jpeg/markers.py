@@ -181,8 +181,12 @@ def ff_offsets(arr, stop):
 def _scan_ff(arr):
     """The bytes after an SOS header: (end, ff), end = offset of the first marker that is neither a stuffed
     zero, an RST marker nor a fill byte (back at its first fill byte), -1 if none; ff = the offsets of the
-    0xFF bytes before it."""
+    0xFF bytes before it. One pass records them on the way to the end (about one byte in 256 of entropy-coded
+    data is 0xFF); if there are more than it has room for, they are counted and recorded afresh."""
     stop = arr.size - 1
+    cap = arr.size // 32 + 256
+    ff = np.empty(cap, dtype=np.int64)
+    n = 0
     f = 0
     while f < arr.size - 1:  # where the scan ends
         if f + 8 <= arr.size and not _has_ff(arr, f):
@@ -193,9 +197,12 @@ def _scan_ff(arr):
             if nxt != 0x00 and nxt != 0xFF and not (0xD0 <= nxt <= 0xD7):
                 stop = f
                 break
+            if n < cap:
+                ff[n] = f
+            n += 1
         f += 1
-    ff = ff_offsets(arr, stop)
-    n = ff.size
+    if n > cap:
+        ff = ff_offsets(arr, stop)
     if stop == arr.size - 1:
         return -1, ff
     while n > 0 and ff[n - 1] == stop - 1:  # fill bytes before the marker belong to it

@@ -2,6 +2,7 @@
 import io
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
@@ -84,3 +85,16 @@ def test_arbitrary_unit_moves_reparse(img, params, seed):
     moved = analyze_scan(reparsed, reparsed.scans[0])
     assert (moved.length == units.length[src]).all()
     assert (moved.diff == units.diff[src]).all()
+
+
+@pytest.mark.parametrize("ff_every", [2, 64, 4096])
+def test_scan_end_and_its_0xff_bytes_however_many(ff_every):
+    """The scan's 0xFF offsets are recorded on the way to its end; a scan with more of them than that pass has
+    room for (every other byte stuffed) is counted and recorded again: the same offsets either way."""
+    body = np.zeros(20000, dtype=np.uint8)
+    body[::ff_every] = 0xFF  # each followed by its stuffed zero
+    body[0x501::0x1000] = 0xFF  # with a fill byte before the marker too, now and then
+    data = np.concatenate([body, [0xFF, 0xFF, 0xD9]]).astype(np.uint8)
+    end, ff = markers._scan_ff(data)
+    expected = np.flatnonzero(data[:end] == 0xFF)
+    assert data[end] == 0xFF and data[end - 1] != 0xFF and (ff == expected).all()
