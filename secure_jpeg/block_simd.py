@@ -342,7 +342,7 @@ def _kernels(bs: int, nch: int):
                 ahead = _next_block(ahead, blk, stride, band)
             d = maps[k]
             _sub_blocks(tp, perm[k] * tile, blk, gp, at, stride, d, d * 6 + order[k],
-                        np.uint8(255) if negate[k] else np.uint8(0), sr, sc, bs, nch, side)
+                        np.uint8(-negate[k] & 255), sr, sc, bs, nch, side)
             at = _next_block(at, blk, stride, band)
 
     @numba.njit(cache=True)
@@ -368,7 +368,7 @@ def _kernels(bs: int, nch: int):
                 _prefetch_block(gp, _grid_at(ahead, bx, bs, wp, nch), stride, bs, blk)
                 s = src_of[t]
                 d = maps[t]
-                case, m = d * 6 + order[t], np.uint8(255) if negate[t] else np.uint8(0)
+                case, m = d * 6 + order[t], np.uint8(-negate[t] & 255)
                 at = _grid_at(t, bx, bs, wp, nch)
                 last = s == t0  # the cycle's first block, from its copy (one call site: one copy of the code)
                 _sub_blocks(fp if last else gp, 0 if last else _grid_at(s, bx, bs, wp, nch), blk if last else stride,
