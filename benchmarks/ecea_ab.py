@@ -16,17 +16,15 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
-import random
 import statistics
 import sys
 import tempfile
-import time
 
 os.environ.setdefault("NUMBA_NUM_THREADS", "1")
 os.environ.setdefault("NUMBA_CACHE_DIR", os.path.join(tempfile.gettempdir(), "rdec-ab-numba-cache"))
 sys.path.insert(0, os.path.dirname(__file__))
 
-from ecea_speed import DEFAULT_IMAGE, frame, pillow_decode, pillow_encode  # noqa: E402
+from ecea_speed import DEFAULT_IMAGE, frame, pillow_decode, pillow_encode, rounds  # noqa: E402
 
 from rdec.secure_jpeg import ecea  # noqa: E402
 
@@ -66,16 +64,8 @@ def main() -> None:
     for _ in range(10):  # compile and warm up
         for fn in fns.values():
             fn()
-    rng, times = random.Random(0), {k: [] for k in fns}
-    for r in range(args.rounds):
-        order = list(fns.items())
-        rng.shuffle(order)
-        for k, fn in order:
-            t = time.perf_counter()
-            fn()
-            times[k].append(time.perf_counter() - t)
-        if (r + 1) % 100 == 0:
-            print(f"  {r + 1}/{args.rounds} rounds", file=sys.stderr)
+    print(f"  {args.rounds} rounds of the three ...", file=sys.stderr)
+    times = rounds(fns, args.rounds)
     med = {k: statistics.median(v) * 1e3 for k, v in times.items()}
     diff = sorted((a - b) * 1e3 for a, b in zip(times["this"], times["baseline"]))
     what = "decrypt" if args.decrypt else "encrypt"

@@ -48,9 +48,10 @@ def pillow_decode(data: bytes) -> np.ndarray:
         return np.asarray(im)
 
 
-def interleaved(fns: dict, repeats: int) -> dict:
+def rounds(fns: dict, repeats: int) -> dict:
     """Run the candidates in turn, `repeats` rounds in a shuffled order each, so machine noise and the
-    after-effects of the previous call (caches, freed memory) hit all of them alike; medians."""
+    after-effects of the previous call (caches, freed memory) hit all of them alike; each one's times in s,
+    round by round."""
     import random
 
     rng = random.Random(0)
@@ -62,7 +63,12 @@ def interleaved(fns: dict, repeats: int) -> dict:
             t = time.perf_counter()
             fn()
             times[k].append(time.perf_counter() - t)
-    return {k: statistics.median(v) for k, v in times.items()}
+    return times
+
+
+def interleaved(fns: dict, repeats: int) -> dict:
+    """The median time of each candidate over `rounds`."""
+    return {k: statistics.median(v) for k, v in rounds(fns, repeats).items()}
 
 
 def traced_peak(fn):

@@ -1,20 +1,22 @@
-"""Stage 1's compiled kernels: the keyed transform of one 8x8 pixel sub-block as SIMD shuffles (a dihedral
-map, i.e. rotation/flip, a channel order and a negation, read from one strided image and written to another
-in a single pass), and the block copies and keyed block moves built on it.
+"""Stage 1's compiled kernels: the keyed transform of one 8x8 or 16x16 pixel sub-block as SIMD shuffles (a
+dihedral map, i.e. rotation/flip, a channel order and a negation, read from one strided image and written
+to another in a single pass), and the block copies and keyed block moves built on it.
 
 Numba has no byte-shuffle instructions, so the transform is emitted as LLVM IR with constant shuffle masks
 (`shufflevector`), which LLVM lowers to the target's own shuffles: pshufb/vpermb on x86-64, tbl/zip on
 aarch64 (Jetson). No library does a keyed dihedral-plus-channel shuffle of strided blocks, and a C
 extension would need a compiler wherever rdec is installed; numba, already a dependency, compiles this.
 
-One function handles all 8 x 6 (map, order) cases behind an LLVM `switch`, for 1 or 3 bytes a pixel:
+One function handles all 8 x 6 (map, order) cases behind an LLVM `switch`, for 1 or 3 bytes a pixel and a
+side of 8 or 16 pixels (blocks of 16 and 32 move as 16x16 sub-blocks):
 - maps that keep rows as rows (4 of 8): each output row is one source row, its pixels in order or
   reversed and its channels reordered: one load, one shuffle, one XOR, one store;
-- transposing maps: the 8 source rows (in the map's row order) are widened to 32 bits a pixel, transposed
-  by three rounds of two-input zips, and narrowed back with the channel order; rows are stored in the
+- transposing maps: the source rows (in the map's row order) are widened to 32 bits a pixel, transposed
+  by log2(side) rounds of two-input zips, and narrowed back with the channel order; rows are stored in the
   map's order.
-The kernels that inline the transform live in this file too, so that numba's cache, which watches the file
-of each cached function, recompiles them whenever the transform changes.
+A row travels as a vector of the next power of two (24 -> 32, 48 -> 64 bytes), loaded and stored in
+power-of-two pieces. The kernels that inline the transform live in this file too, so that numba's cache,
+which watches the file of each cached function, recompiles them whenever the transform changes.
 """
 from __future__ import annotations
 
