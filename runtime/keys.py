@@ -120,7 +120,8 @@ class KeyStream:
     def prefetch(self, n: int) -> None:
         """Compute the next `n` words now (they are read later as if fetched then): a caller that knows about how
         many words it will need fetches them while the cipher code is warm in cache."""
-        self._unread = np.concatenate([self._unread, self._fresh(n)])
+        fresh = self._fresh(n)
+        self._unread = np.concatenate([self._unread, fresh]) if self._unread.size else fresh
 
     def _fresh(self, n: int) -> np.ndarray:
         return np.frombuffer(self._enc.update(bytes(4 * n)), dtype="<u4").astype(np.uint32, copy=False)

@@ -152,9 +152,9 @@ def _has_ff(arr, i):
 
 
 @numba.njit(cache=True, inline="always")
-def _walk_ff(arr, stop, ff, record):
-    """Count the 0xFF bytes in arr[:stop] (and, if record, write their offsets into ff), testing eight
-    bytes at a time: scan data holds one in about 250 bytes."""
+def _walk_ff(arr, stop, ff):
+    """Count the 0xFF bytes in arr[:stop] and write the offsets of as many as ff has room for, testing
+    eight bytes at a time: scan data holds one in about 250 bytes."""
     n = 0
     f = 0
     while f < stop:
@@ -162,7 +162,7 @@ def _walk_ff(arr, stop, ff, record):
             f += 8
             continue
         if arr[f] == 0xFF:
-            if record:
+            if n < ff.size:
                 ff[n] = f
             n += 1
         f += 1
@@ -171,10 +171,14 @@ def _walk_ff(arr, stop, ff, record):
 
 @numba.njit(cache=True)
 def ff_offsets(arr, stop):
-    """The offsets of the 0xFF bytes in arr[:stop] (a count pass, then a recording pass)."""
-    ff = np.empty(_walk_ff(arr, stop, np.empty(0, dtype=np.int64), False), dtype=np.int64)
-    _walk_ff(arr, stop, ff, True)
-    return ff
+    """The offsets of the 0xFF bytes in arr[:stop]: one pass with room for stop / 32 + 256 of them, a second
+    with room for all if there are more."""
+    ff = np.empty(stop // 32 + 256, dtype=np.int64)
+    n = _walk_ff(arr, stop, ff)
+    if n > ff.size:
+        ff = np.empty(n, dtype=np.int64)
+        _walk_ff(arr, stop, ff)
+    return ff[:n]
 
 
 @numba.njit(cache=True)
