@@ -69,8 +69,8 @@ def main() -> None:
     med = {k: statistics.median(v) * 1e3 for k, v in times.items()}
     diff = sorted((a - b) * 1e3 for a, b in zip(times["this"], times["baseline"]))
     what = "decrypt" if args.decrypt else "encrypt"
-    print(f"{width}x{height} block {args.block}, {what}, medians of {args.rounds} rounds: Pillow {med['pillow']:.2f} ms, "
-          f"baseline {med['baseline']:.2f} ms ({med['baseline'] / med['pillow']:.3f}x), "
+    print(f"{width}x{height} block {args.block}, {what}, medians of {args.rounds} rounds: "
+          f"Pillow {med['pillow']:.2f} ms, baseline {med['baseline']:.2f} ms ({med['baseline'] / med['pillow']:.3f}x), "
           f"this {med['this']:.2f} ms ({med['this'] / med['pillow']:.3f}x)")
     print(f"this - baseline, paired by round: median {diff[len(diff) // 2]:+.3f} ms "
           f"(quartiles {diff[len(diff) // 4]:+.3f} .. {diff[3 * len(diff) // 4]:+.3f})")

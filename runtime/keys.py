@@ -127,7 +127,7 @@ class KeyStream:
         return np.frombuffer(self._enc.update(bytes(4 * n)), dtype="<u4").astype(np.uint32, copy=False)
 
     def words(self, n: int) -> np.ndarray:
-        """The next `n` keystream words as uint32 (words fetched but not consumed by `below` come first)."""
+        """The next `n` keystream words as uint32 (words fetched in advance or left over by a draw come first)."""
         head, self._unread = self._unread[:n], self._unread[n:]
         if head.size == n:
             return head

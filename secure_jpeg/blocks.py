@@ -92,7 +92,8 @@ def block_key(stream: KeyStream, n_blocks: int, color: bool) -> BlockKey:
     every block, their negations and their channel orders (one compiled call: as separate draws, the same
     values took 0.1 ms more a 1080p frame)."""
     rows = 3 if color else 2
-    perm, choices = stream.run(lambda words: _draw_block_key(words, n_blocks, rows), max(n_blocks - 1, 0) + rows * n_blocks)
+    perm, choices = stream.run(lambda words: _draw_block_key(words, n_blocks, rows),
+                               max(n_blocks - 1, 0) + rows * n_blocks)
     return BlockKey(perm, choices[0], choices[1], choices[2])
 
 
@@ -126,9 +127,9 @@ def _in_scratch(a: np.ndarray) -> bool:
 
 def _run(image: np.ndarray, stream: KeyStream, block: int, height: int, width: int, inverse: bool,
          reuse: bool = False) -> np.ndarray:
-    """(The callers have checked `block`.) Forward: true-size image -> tiles -> padded scrambled grid; inverse: padded grid -> true-size image,
-    in place. reuse: forward, into the per-thread output buffer; inverse, in `image` itself if it is writable
-    (and not a scratch buffer)."""
+    """(The callers have checked `block`.) Forward: true-size image -> tiles -> padded scrambled grid;
+    inverse: padded grid -> true-size image, in place. reuse: forward, into the per-thread output buffer;
+    inverse, in `image` itself if it is writable (and not a scratch buffer)."""
     gray = image.ndim == 2
     nch = 1 if gray else 3
     hp, wp = padded_size(height, width, block)
