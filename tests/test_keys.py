@@ -65,6 +65,14 @@ def test_draws_equal_plain_rejection_sampling():
     assert stream.below(bounds).tolist() == expected
 
 
+def test_permutation_asks_for_more_words_when_short():
+    words = keys.KeyStream(bytes(32), bytes(16), "p").words(50)
+    assert keys._permutation(words, 100)[1] == -1
+    perm, used = keys._permutation(words, 40)
+    assert used == 39 and sorted(perm) == list(range(40))
+    assert (perm == keys.KeyStream(bytes(32), bytes(16), "p").permutation(40)).all()
+
+
 def test_words_fetched_in_advance_give_the_same_draws():
     """An encryptor fetches words before it knows how many it needs (`prefetch`); draws afterwards, in several
     calls, must be those of a stream that fetched nothing in advance, as the decryptor's."""
