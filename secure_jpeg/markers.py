@@ -152,9 +152,10 @@ def _has_ff(arr, i):
 
 
 @numba.njit(cache=True, inline="always")
-def _walk_ff(arr, stop, ff):
-    """Count the 0xFF bytes in arr[:stop] and write the offsets of as many as ff has room for, testing
-    eight bytes at a time: scan data holds one in about 250 bytes."""
+def _walk_ff(arr, stop, ff, at_marker):
+    """Walk arr[:stop] eight bytes at a time (scan data holds a 0xFF in about 250 bytes): count its 0xFF
+    bytes and write the offsets of as many as ff has room for; with at_marker, stop at the first 0xFF that
+    starts a marker other than a stuffed zero, an RST marker or a fill byte. Returns (count, where it stopped)."""
     n = 0
     f = 0
     while f < stop:
@@ -162,11 +163,15 @@ def _walk_ff(arr, stop, ff):
             f += 8
             continue
         if arr[f] == 0xFF:
+            if at_marker:
+                nxt = arr[f + 1]
+                if nxt != 0x00 and nxt != 0xFF and not (0xD0 <= nxt <= 0xD7):
+                    return n, f
             if n < ff.size:
                 ff[n] = f
             n += 1
         f += 1
-    return n
+    return n, stop
 
 
 @numba.njit(cache=True)
@@ -174,10 +179,10 @@ def ff_offsets(arr, stop):
     """The offsets of the 0xFF bytes in arr[:stop]: one pass with room for stop / 32 + 256 of them, a second
     with room for all if there are more."""
     ff = np.empty(stop // 32 + 256, dtype=np.int64)
-    n = _walk_ff(arr, stop, ff)
+    n, _ = _walk_ff(arr, stop, ff, False)
     if n > ff.size:
         ff = np.empty(n, dtype=np.int64)
-        _walk_ff(arr, stop, ff)
+        _walk_ff(arr, stop, ff, False)
     return ff[:n]
 
 
@@ -185,28 +190,11 @@ def ff_offsets(arr, stop):
 def _scan_ff(arr):
     """The bytes after an SOS header: (end, ff), end = offset of the first marker that is neither a stuffed
     zero, an RST marker nor a fill byte (back at its first fill byte), -1 if none; ff = the offsets of the
-    0xFF bytes before it. One pass records them on the way to the end (about one byte in 256 of entropy-coded
-    data is 0xFF); if there are more than it has room for, they are counted and recorded afresh."""
-    stop = arr.size - 1
-    cap = arr.size // 32 + 256
-    ff = np.empty(cap, dtype=np.int64)
-    n = 0
-    f = 0
-    while f < arr.size - 1:  # where the scan ends
-        if f + 8 <= arr.size and not _has_ff(arr, f):
-            f += 8
-            continue
-        if arr[f] == 0xFF:
-            nxt = arr[f + 1]
-            if nxt != 0x00 and nxt != 0xFF and not (0xD0 <= nxt <= 0xD7):
-                stop = f
-                break
-            if n < cap:
-                ff[n] = f
-            n += 1
-        f += 1
-    if n > cap:
-        ff = ff_offsets(arr, stop)
+    0xFF bytes before it. One pass records them on the way to the end; if there are more than it has room
+    for, they are counted and recorded afresh."""
+    ff = np.empty(arr.size // 32 + 256, dtype=np.int64)
+    n, stop = _walk_ff(arr, arr.size - 1, ff, True)
+    ff = ff_offsets(arr, stop) if n > ff.size else ff[:n]
     if stop == arr.size - 1:
         return -1, ff
     while n > 0 and ff[n - 1] == stop - 1:  # fill bytes before the marker belong to it
