@@ -93,17 +93,17 @@ def _emit_case(builder, src, src_stride, dst, dst_stride, m, d, o, nch, side):
         p = builder.gep(base, [builder.add(builder.mul(stride, ir.Constant(i64, r)), ir.Constant(i64, off))])
         return builder.bitcast(p, ir.VectorType(i8, size).as_pointer())
 
-    def load(r):
+    def load(r):  # the pieces concatenated into one vector of `width` bytes (its last width - n unused)
         v, off = None, 0
         for size in _pieces(n):
             piece = builder.load(at(src, src_stride, r, off, size), align=1)
             if v is None:
                 v = piece
-            else:  # append the piece: widen it to v's size, then concatenate the two
+            else:  # widen the piece to v's length (off), then join the two: 2 * off lanes, off + size used
                 grown = builder.shuffle_vector(piece, piece, _consts([i % size for i in range(off)]))
-                v = builder.shuffle_vector(v, grown, _consts(list(range(off + size)) + [0] * (2 * off - off - size)))
+                v = builder.shuffle_vector(v, grown, _consts(list(range(off + size)) + [0] * (off - size)))
             off += size
-        return builder.shuffle_vector(v, v, _consts([i % off for i in range(width)])) if off < width else v
+        return v if v.type.count == width else builder.shuffle_vector(v, v, _consts([i % off for i in range(width)]))
 
     def store(v, y):
         off = 0
@@ -241,8 +241,6 @@ def copy_fixed(typingctx, src, src_off, dst, dst_off, nbytes):
 
 prefetch = _make_prefetch(0)
 prefetch_write = _make_prefetch(1)
-
-
 
 
 AHEAD = 4  # blocks the keyed walks prefetch ahead: 2 to 8 do alike, none is 1.3x slower on a cold frame
@@ -414,21 +412,16 @@ def permute_in_place(grid: np.ndarray, wp: int, bs: int, src_of, maps, order, ne
 
 
 @functools.lru_cache(maxsize=None)
-def sub_block_maps(bs: int) -> tuple[np.ndarray, np.ndarray]:
-    """Per dihedral map d, the source sub-block (row, column) of output sub-block (Y, X) in a block."""
+def _flat_maps(bs: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per dihedral map d, the source sub-block (row, column) of output sub-block (Y, X) in a block, flattened
+    and read-only (the kernels index them as [(d * ns + Y) * ns + X])."""
     ns = bs // side_of(bs)
     y, x = np.mgrid[0:ns, 0:ns]
     rows, cols = np.empty((8, ns, ns), dtype=np.int64), np.empty((8, ns, ns), dtype=np.int64)
     for d in range(8):
         a0, ay, ax, b0, by, bx = dihedral(d, ns - 1)
         rows[d], cols[d] = a0 + ay * y + ax * x, b0 + by * y + bx * x
-    return rows, cols
-
-
-@functools.lru_cache(maxsize=None)
-def _flat_maps(bs: int) -> tuple[np.ndarray, np.ndarray]:
-    """sub_block_maps(bs) flattened, read-only (the kernels index them as [(d * ns + Y) * ns + X])."""
-    out = tuple(np.ascontiguousarray(a.reshape(-1)) for a in sub_block_maps(bs))
+    out = (rows.reshape(-1), cols.reshape(-1))
     for a in out:
         a.flags.writeable = False
     return out
